@@ -1,0 +1,6 @@
+"""``nn.Module`` layers built on :mod:`spacetime.ops`."""
+
+from .attention import FactorizedAttention, MHAStyleAttention, SpaceTimeAttention, check_heads, resolve_pattern
+from .mlp import Mlp
+
+__all__ = ["FactorizedAttention", "MHAStyleAttention", "SpaceTimeAttention", "Mlp", "check_heads", "resolve_pattern"]

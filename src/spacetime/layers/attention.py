@@ -1,0 +1,181 @@
+"""Attention layers over video tensors: projections around one pattern."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops.layout import check_layout, check_video, from_channels_last, to_channels_last
+from ..ops.patterns import PATTERNS, Pattern, Spatial, Temporal
+
+__all__ = ["SpaceTimeAttention", "MHAStyleAttention", "FactorizedAttention", "resolve_pattern", "check_heads"]
+
+
+def resolve_pattern(pattern: Pattern | str) -> Pattern:
+    """A :class:`Pattern` instance, or the name of one with default settings."""
+    if isinstance(pattern, Pattern):
+        return pattern
+    if isinstance(pattern, str) and pattern in PATTERNS:
+        return PATTERNS[pattern]()
+    raise ValueError(f"pattern must be a Pattern instance or one of {sorted(PATTERNS)}; got {pattern!r}")
+
+
+def check_heads(dim: int, num_heads: int, head_dim: int | None = None) -> int:
+    """Validate the head split and return the head dimension."""
+    if not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be a positive int; got {dim!r}")
+    if not isinstance(num_heads, int) or num_heads < 1:
+        raise ValueError(f"num_heads must be a positive int; got {num_heads!r}")
+    if head_dim is None:
+        if dim % num_heads:
+            raise ValueError(f"dim must be divisible by num_heads; got dim={dim}, num_heads={num_heads}")
+        return dim // num_heads
+    if not isinstance(head_dim, int) or head_dim < 1:
+        raise ValueError(f"head_dim must be a positive int or None; got {head_dim!r}")
+    return head_dim
+
+
+class SpaceTimeAttention(nn.Module):
+    """Multi-head self-attention over a video with any :mod:`~spacetime.ops.patterns` pattern.
+
+    ``x -> qkv projection -> pattern attention -> output projection``; no norm, no residual.
+
+    Args:
+        dim: channels of the input.
+        num_heads: attention heads.
+        pattern: a :class:`~spacetime.ops.Pattern` (``Spatial()``, ``Temporal(causal=True)``,
+            ``Window((2, 7, 7), shift=(1, 3, 3))``, ...) or its name.
+        head_dim: per-head width; ``dim // num_heads`` by default.
+        qkv_bias: bias on the qkv projection.
+        qk_norm: LayerNorm on each head's queries and keys.
+        attn_drop, proj_drop: dropout on attention weights and on the output (training only).
+        layout: axis order of the input and output, one of ``"bcthw"``, ``"btchw"``, ``"bthwc"``.
+        backend: attention backend for this module; ``None`` follows the global default.
+
+    Parameters: ``qkv`` (``dim -> 3 * heads * head_dim``, q/k/v then heads), ``proj``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        pattern: Pattern | str = Spatial(),
+        *,
+        head_dim: int | None = None,
+        qkv_bias: bool = True,
+        qk_norm: bool = False,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        layout: str = "bthwc",
+        backend: str | None = None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = check_heads(dim, num_heads, head_dim)
+        self.inner_dim = self.num_heads * self.head_dim
+        self.pattern = resolve_pattern(pattern)
+        self.layout = check_layout(layout)
+        self.backend = backend
+        self.attn_drop = float(attn_drop)
+        factory = {"device": device, "dtype": dtype}
+        self._build_projections(qkv_bias, factory)
+        self.q_norm = nn.LayerNorm(self.head_dim, **factory) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(self.head_dim, **factory) if qk_norm else nn.Identity()
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def _build_projections(self, qkv_bias: bool, factory: dict) -> None:
+        self.qkv = nn.Linear(self.dim, 3 * self.inner_dim, bias=qkv_bias, **factory)
+        self.proj = nn.Linear(self.inner_dim, self.dim, **factory)
+
+    def _project_qkv(self, x: Tensor) -> Tensor:
+        return self.qkv(x)
+
+    def _project_out(self, x: Tensor) -> Tensor:
+        return self.proj(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` in ``self.layout`` -> same shape."""
+        check_video(x, self.layout, self.dim)
+        out = self.forward_channels_last(to_channels_last(x, self.layout))
+        return from_channels_last(out, self.layout).contiguous()
+
+    def forward_channels_last(self, x: Tensor) -> Tensor:
+        """``(b, t, h, w, c)`` -> ``(b, t, h, w, c)`` without layout checks (for composing blocks)."""
+        b, t, h, w, _ = x.shape
+        qkv = self._project_qkv(x).view(b, t, h, w, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.unbind(dim=4)  # each (b, t, h, w, heads, d)
+        q, k = self.q_norm(q), self.k_norm(k)
+        drop = self.attn_drop if self.training else 0.0
+        out = self.pattern(q, k, v, backend=self.backend, dropout_p=drop)
+        out = out.reshape(b, t, h, w, self.inner_dim)
+        return self.proj_drop(self._project_out(out))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, num_heads={self.num_heads}, pattern={self.pattern}, layout={self.layout!r}"
+
+
+class MHAStyleAttention(SpaceTimeAttention):
+    """:class:`SpaceTimeAttention` with ``nn.MultiheadAttention``'s parameter names.
+
+    ``in_proj_weight``, ``in_proj_bias``, ``out_proj.weight``, ``out_proj.bias``: a state_dict
+    of an ``nn.MultiheadAttention(dim, num_heads)`` loads with ``strict=True``.
+    """
+
+    def _build_projections(self, qkv_bias: bool, factory: dict) -> None:
+        if self.inner_dim != self.dim:
+            raise ValueError(f"MHAStyleAttention needs head_dim * num_heads == dim; got {self.inner_dim} != {self.dim}")
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * self.dim, self.dim, **factory))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * self.dim, **factory)) if qkv_bias else None
+        self.out_proj = nn.Linear(self.dim, self.dim, **factory)
+        nn.init.xavier_uniform_(self.in_proj_weight)  # as nn.MultiheadAttention initialises
+        nn.init.zeros_(self.out_proj.bias)
+
+    def _project_qkv(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.in_proj_weight, self.in_proj_bias)
+
+    def _project_out(self, x: Tensor) -> Tensor:
+        return self.out_proj(x)
+
+
+class FactorizedAttention(nn.Module):
+    """Spatial attention within each frame, then temporal attention per pixel (or the reverse).
+
+    No norm and no residual: the attention of text 000. ``order="time_space"`` runs the
+    temporal layer first. Submodules: ``spatial_attn`` and ``temporal_attn``, built by
+    ``attention_cls`` (``SpaceTimeAttention`` or ``MHAStyleAttention``).
+    """
+
+    ORDERS = ("space_time", "time_space")
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        *,
+        order: str = "space_time",
+        temporal: Temporal = Temporal(),
+        layout: str = "bthwc",
+        attention_cls: type[SpaceTimeAttention] = SpaceTimeAttention,
+        **kwargs,
+    ):
+        super().__init__()
+        if order not in self.ORDERS:
+            raise ValueError(f"order must be one of {self.ORDERS}; got {order!r}")
+        if not isinstance(temporal, Temporal):
+            raise ValueError(f"temporal must be a Temporal pattern; got {temporal!r}")
+        self.dim, self.order, self.layout = dim, order, check_layout(layout)
+        self.spatial_attn = attention_cls(dim, num_heads, Spatial(), **kwargs)
+        self.temporal_attn = attention_cls(dim, num_heads, temporal, **kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_video(x, self.layout, self.dim)
+        x = to_channels_last(x, self.layout)
+        first, second = (self.spatial_attn, self.temporal_attn)
+        if self.order == "time_space":
+            first, second = second, first
+        x = second.forward_channels_last(first.forward_channels_last(x))
+        return from_channels_last(x, self.layout).contiguous()

@@ -1,0 +1,229 @@
+"""The one attention operator.
+
+Every attention pattern in spacetime ends in a call to :func:`attention`. It takes
+``(b, heads, n, d)`` queries and ``(b, heads, m, d)`` keys/values, the layout of
+``F.scaled_dot_product_attention``, and dispatches to a backend:
+
+``"math"``
+    explicit ``softmax(q k^T * scale + mask) v`` computed in fp32. The reference every
+    test compares against; it materialises the ``(n, m)`` score matrix.
+``"sdpa"`` (default)
+    ``torch.nn.functional.scaled_dot_product_attention`` (a flash kernel on CPU and GPU).
+
+Masks are boolean (``True`` = may attend) or additive floats, broadcastable to
+``(b, heads, n, m)``. A query row with no key it may attend to yields zeros (and zero
+gradient), never NaN, on every backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "attention",
+    "available_backends",
+    "default_backend",
+    "set_default_backend",
+    "use_backend",
+    "DEFAULT_BATCH_LIMIT",
+]
+
+#: CUDA's grid limit on the batch axis of many attention kernels: ``b * heads`` above it
+#: crashes temporal attention in AnimateDiff and diffusers. We split the batch instead.
+DEFAULT_BATCH_LIMIT = 65_535
+
+Backend = Callable[[Tensor, Tensor, Tensor, "Tensor | None", bool, float, float], Tensor]
+
+
+def _math_backend(q, k, v, mask, causal, scale, dropout_p):
+    """Explicit softmax attention in fp32 (the reference)."""
+    dtype = q.dtype
+    scores = torch.matmul(q.float(), k.float().transpose(-2, -1)) * scale  # (b heads n m)
+    if causal:
+        n, m = scores.shape[-2:]
+        keep = torch.ones(n, m, dtype=torch.bool, device=q.device).tril()
+        scores = scores.masked_fill(~keep, float("-inf"))
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        else:
+            scores = scores + mask.float()
+    probs = scores.softmax(dim=-1)
+    if dropout_p > 0.0:
+        probs = F.dropout(probs, p=dropout_p)
+    return torch.matmul(probs, v.float()).to(dtype)
+
+
+def _sdpa_backend(q, k, v, mask, causal, scale, dropout_p):
+    """PyTorch's fused scaled-dot-product attention."""
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal, scale=scale
+    )
+
+
+_BACKENDS: dict[str, Backend] = {"math": _math_backend, "sdpa": _sdpa_backend}
+_default = "sdpa"
+
+
+def available_backends() -> tuple[str, ...]:
+    """Names accepted by ``backend=``."""
+    return tuple(_BACKENDS)
+
+
+def default_backend() -> str:
+    """The backend used when ``backend=None``."""
+    return _default
+
+
+def _check_backend(name: str) -> str:
+    if name not in _BACKENDS:
+        raise ValueError(f"backend must be one of {sorted(_BACKENDS)}; got {name!r}")
+    return name
+
+
+def set_default_backend(name: str) -> None:
+    """Set the process-wide default backend (``"sdpa"`` unless changed)."""
+    global _default
+    _default = _check_backend(name)
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Run a block with another default backend: ``with use_backend("math"): model(x)``."""
+    global _default
+    previous, _default = _default, _check_backend(name)
+    try:
+        yield
+    finally:
+        _default = previous
+
+
+def _validate(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor; got {type(t).__name__}")
+        if t.ndim != 4:
+            raise ValueError(f"{name} must have shape (b, heads, n, d); got {t.ndim} dims {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor; got dtype {t.dtype}")
+        if t.numel() == 0:
+            raise ValueError(f"{name} must be non-empty; got shape {tuple(t.shape)}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k, v must share one dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on one device; got {q.device}, {k.device}, {v.device}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v must have the same length m; got k m={k.shape[-2]}, v m={v.shape[-2]}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must have the same head dim d; got q d={q.shape[-1]}, k d={k.shape[-1]}")
+    if not (q.shape[:2] == k.shape[:2] == v.shape[:2]):
+        raise ValueError(
+            "q, k, v must have the same (b, heads); got "
+            f"q {tuple(q.shape[:2])}, k {tuple(k.shape[:2])}, v {tuple(v.shape[:2])}"
+        )
+    if mask is not None:
+        if not isinstance(mask, Tensor):
+            raise TypeError(f"mask must be a torch.Tensor or None; got {type(mask).__name__}")
+        if mask.dtype != torch.bool and not mask.is_floating_point():
+            raise ValueError(f"mask must be bool (True = attend) or floating point (additive); got {mask.dtype}")
+        if mask.device != q.device:
+            raise ValueError(f"mask must be on the device of q ({q.device}); got {mask.device}")
+        if mask.ndim > 4:
+            raise ValueError(f"mask must broadcast to (b, heads, n, m); got {mask.ndim} dims {tuple(mask.shape)}")
+        target = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+        try:
+            torch.broadcast_shapes(mask.shape, target)
+        except RuntimeError:
+            raise ValueError(
+                f"mask must broadcast to (b, heads, n, m) = {target}; got {tuple(mask.shape)}"
+            ) from None
+
+
+def _row_has_key(mask: Tensor) -> Tensor:
+    """``(..., n, 1)`` bool: whether each query row may attend to at least one key."""
+    allowed = mask if mask.dtype == torch.bool else mask > float("-inf")
+    return allowed.any(dim=-1, keepdim=True)
+
+
+def _batch_slices(b: int, heads: int, limit: int) -> list[slice]:
+    per_chunk = max(1, limit // heads)
+    return [slice(i, min(i + per_chunk, b)) for i in range(0, b, per_chunk)]
+
+
+def attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    mask: Tensor | None = None,
+    causal: bool = False,
+    backend: str | None = None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    batch_limit: int = DEFAULT_BATCH_LIMIT,
+) -> Tensor:
+    """Scaled dot-product attention, the single softmax of the library.
+
+    Args:
+        q: ``(b, heads, n, d)`` queries.
+        k: ``(b, heads, m, d)`` keys.
+        v: ``(b, heads, m, dv)`` values.
+        mask: bool (``True`` = may attend) or additive float, broadcastable to
+            ``(b, heads, n, m)``. Rows without any allowed key give zeros.
+        causal: query ``i`` sees keys ``j <= i`` (top-left aligned, as in SDPA).
+        backend: ``"math"`` or ``"sdpa"``; ``None`` uses :func:`default_backend`.
+        scale: logit scale, ``d ** -0.5`` by default.
+        dropout_p: dropout on the attention weights. Callers gate it on ``training``.
+        batch_limit: the largest ``b * heads`` one kernel call gets; larger batches are
+            split along ``b`` and the results concatenated (exactly equal).
+
+    Returns:
+        ``(b, heads, n, dv)`` in the dtype of ``q``.
+    """
+    _validate(q, k, v, mask)
+    name = _check_backend(backend if backend is not None else _default)
+    if batch_limit < 1:
+        raise ValueError(f"batch_limit must be >= 1; got {batch_limit}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1); got {dropout_p}")
+    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be finite; got {scale}")
+
+    if causal and mask is not None:
+        n, m = q.shape[-2], k.shape[-2]
+        tril = torch.ones(n, m, dtype=torch.bool, device=q.device).tril()
+        mask = (mask & tril) if mask.dtype == torch.bool else mask.masked_fill(~tril, float("-inf"))
+        causal = False
+
+    row_ok = None
+    if mask is not None:
+        row_ok = _row_has_key(mask)
+        # Eager: skip the fix-up when every row has a key. Compiled: no data-dependent branch.
+        if not torch.compiler.is_compiling() and bool(row_ok.all()):
+            row_ok = None
+        else:  # let empty rows attend everywhere, then zero them: no NaN, zero gradient
+            mask = mask | ~row_ok if mask.dtype == torch.bool else mask.masked_fill(~row_ok, 0.0)
+
+    fn = _BACKENDS[name]
+    b, heads = q.shape[:2]
+    if b * heads <= batch_limit:
+        out = fn(q, k, v, mask, causal, scale, dropout_p)
+    else:
+        if heads > batch_limit:
+            raise ValueError(f"heads ({heads}) exceeds batch_limit ({batch_limit}); cannot split along b")
+        parts = []
+        for sl in _batch_slices(b, heads, batch_limit):
+            m_sl = mask if mask is None or mask.ndim < 4 or mask.shape[0] == 1 else mask[sl]
+            parts.append(fn(q[sl], k[sl], v[sl], m_sl, causal, scale, dropout_p))
+        out = torch.cat(parts, dim=0)
+
+    if row_ok is not None:
+        out = out.masked_fill(~row_ok, 0.0)
+    return out

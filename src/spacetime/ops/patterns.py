@@ -1,0 +1,290 @@
+"""Attention patterns over video tokens: groupings and masks over :func:`attention`.
+
+A pattern maps per-token queries, keys and values on the video grid,
+``(b, t, h, w, heads, d)``, to the attention output on the same grid. It decides which
+tokens form a sequence (frames, pixels, tubes, the whole clip) and which keys each query
+may see (causal, a band of frames, the real tokens of a padded window); the softmax
+itself is always :func:`spacetime.ops.attention`.
+
+Every pattern also states its semantics densely: :meth:`Pattern.dense_mask` is the
+``(t*h*w, t*h*w)`` boolean matrix of who-sees-whom. Joint attention under that mask is the
+definition each pattern is tested against; the fast paths never build it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+from .attention import attention
+
+__all__ = ["Pattern", "Spatial", "Temporal", "Joint", "Window", "CrossFrame", "PATTERNS", "check_grid"]
+
+
+def check_grid(q: Tensor, k: Tensor, v: Tensor) -> tuple[int, int, int, int]:
+    """Validate ``(b, t, h, w, heads, d)`` grids; return ``(b, t, h, w)``."""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x.ndim != 6:
+            raise ValueError(f"{name} must have shape (b, t, h, w, heads, d); got {tuple(x.shape)}")
+    if not (q.shape[:5] == k.shape[:5] == v.shape[:5]):
+        raise ValueError(
+            "q, k, v must share (b, t, h, w, heads); got "
+            f"{tuple(q.shape[:5])}, {tuple(k.shape[:5])}, {tuple(v.shape[:5])}"
+        )
+    b, t, h, w = q.shape[:4]
+    if min(b, t, h, w) == 0:
+        raise ValueError(f"video grid must be non-empty; got (b, t, h, w) = {(b, t, h, w)}")
+    return b, t, h, w
+
+
+def _token_coords(t: int, h: int, w: int, device=None) -> tuple[Tensor, Tensor, Tensor]:
+    """Frame, row and column index of each of the ``t*h*w`` tokens in ``(t h w)`` order."""
+    tt, hh, ww = torch.meshgrid(
+        torch.arange(t, device=device), torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij"
+    )
+    return tt.reshape(-1), hh.reshape(-1), ww.reshape(-1)
+
+
+class Pattern:
+    """Base class. Subclasses are small frozen dataclasses."""
+
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, *, backend: str | None = None, dropout_p: float = 0.0) -> Tensor:
+        check_grid(q, k, v)
+        return self._attend(q, k, v, backend=backend, dropout_p=dropout_p)
+
+    def _attend(self, q, k, v, *, backend, dropout_p) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def dense_mask(self, t: int, h: int, w: int, device=None) -> Tensor:
+        """``(t*h*w, t*h*w)`` bool: entry ``[i, j]`` says whether token ``i`` attends to token ``j``."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.lower()
+
+
+@dataclass(frozen=True)
+class Spatial(Pattern):
+    """Attention among the ``h*w`` pixels of each frame; frames never mix."""
+
+    def _attend(self, q, k, v, *, backend, dropout_p):
+        b, t, h, w = q.shape[:4]
+        seq = lambda x: rearrange(x, "b t h w heads d -> (b t) heads (h w) d")  # noqa: E731
+        out = attention(seq(q), seq(k), seq(v), backend=backend, dropout_p=dropout_p)
+        return rearrange(out, "(b t) heads (h w) d -> b t h w heads d", b=b, h=h)
+
+    def dense_mask(self, t, h, w, device=None):
+        ft, _, _ = _token_coords(t, h, w, device)
+        return ft[:, None] == ft[None, :]
+
+
+@dataclass(frozen=True)
+class Temporal(Pattern):
+    """Attention across the ``t`` frames of each pixel; pixels never mix.
+
+    Args:
+        causal: frame ``i`` sees frames ``0..i`` only.
+        window: if set to ``k``, frame ``i`` sees frames ``i-k..i+k`` only (``k >= 0``).
+    """
+
+    causal: bool = False
+    window: int | None = None
+
+    def __post_init__(self):
+        if self.window is not None and (not isinstance(self.window, int) or self.window < 0):
+            raise ValueError(f"window (local temporal window k, frames i-k..i+k) must be an int >= 0 or None; got {self.window!r}")
+
+    def frame_mask(self, t: int, device=None) -> Tensor | None:
+        """``(t, t)`` bool band mask of the local window, or ``None`` when every frame is in reach."""
+        if self.window is None or self.window >= t - 1:
+            return None
+        idx = torch.arange(t, device=device)
+        return (idx[:, None] - idx[None, :]).abs() <= self.window
+
+    def _attend(self, q, k, v, *, backend, dropout_p):
+        b, t, h, w = q.shape[:4]
+        seq = lambda x: rearrange(x, "b t h w heads d -> (b h w) heads t d")  # noqa: E731
+        mask = self.frame_mask(t, q.device)
+        out = attention(seq(q), seq(k), seq(v), mask=mask, causal=self.causal, backend=backend, dropout_p=dropout_p)
+        return rearrange(out, "(b h w) heads t d -> b t h w heads d", b=b, h=h, w=w)
+
+    def dense_mask(self, t, h, w, device=None):
+        ft, fh, fw = _token_coords(t, h, w, device)
+        keep = (fh[:, None] == fh[None, :]) & (fw[:, None] == fw[None, :])
+        if self.causal:
+            keep &= ft[None, :] <= ft[:, None]
+        if self.window is not None:
+            keep &= (ft[:, None] - ft[None, :]).abs() <= self.window
+        return keep
+
+
+@dataclass(frozen=True)
+class Joint(Pattern):
+    """Full attention over all ``t*h*w`` tokens (ViViT's joint space-time attention).
+
+    On the ``sdpa`` backend the ``(thw)^2`` score matrix is never materialised.
+    """
+
+    def _attend(self, q, k, v, *, backend, dropout_p):
+        b, t, h, w = q.shape[:4]
+        seq = lambda x: rearrange(x, "b t h w heads d -> b heads (t h w) d")  # noqa: E731
+        out = attention(seq(q), seq(k), seq(v), backend=backend, dropout_p=dropout_p)
+        return rearrange(out, "b heads (t h w) d -> b t h w heads d", t=t, h=h)
+
+    def dense_mask(self, t, h, w, device=None):
+        n = t * h * w
+        return torch.ones(n, n, dtype=torch.bool, device=device)
+
+
+def _as_triple(value, name: str) -> tuple[int, int, int]:
+    if isinstance(value, int):
+        value = (value, value, value)
+    value = tuple(value)
+    if len(value) != 3 or not all(isinstance(s, int) for s in value):
+        raise ValueError(f"{name} must be an int or three ints (wT, wH, wW); got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Window(Pattern):
+    """Attention within non-overlapping 3D tubes of ``size = (wT, wH, wW)`` tokens.
+
+    ``shift`` moves the tube grid by ``(sT, sH, sW)`` as in Video Swin's shifted windows:
+    the grid is rolled and the tubes that wrap around the clip's edge are split by a mask,
+    so tokens from opposite edges never meet.
+
+    Sizes the window does not divide are padded at the end, and a padded position is never
+    a key: each real token sees exactly the real tokens of its tube. (Video Swin and
+    torchvision let real tokens attend to zero-padded keys.) As in Video Swin, an axis no
+    longer than the window uses one window of the axis' length and no shift.
+    """
+
+    size: tuple[int, int, int] = (2, 7, 7)
+    shift: tuple[int, int, int] = (0, 0, 0)
+
+    def __post_init__(self):
+        size = _as_triple(self.size, "window_size")
+        shift = _as_triple(self.shift, "shift")
+        if min(size) < 1:
+            raise ValueError(f"window_size {size} must have every extent >= 1; got {size}")
+        for axis, s, ws in zip("THW", shift, size):
+            if not 0 <= s < ws:
+                raise ValueError(f"shift {shift} must satisfy 0 <= shift < window_size on each axis; got s{axis}={s} with w{axis}={ws}")
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "shift", shift)
+
+    def effective(self, t: int, h: int, w: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The window and shift actually used on a ``t x h x w`` clip (clipped to the clip)."""
+        size, shift = [], []
+        for length, ws, s in zip((t, h, w), self.size, self.shift):
+            size.append(min(ws, length))
+            shift.append(0 if length <= ws else s)
+        return tuple(size), tuple(shift)
+
+    @staticmethod
+    def _labels(length: int, ws: int, s: int, device=None) -> Tensor:
+        """Tube index along one axis for original coordinates ``0..length-1``."""
+        x = torch.arange(length, device=device)
+        return torch.where(x < s, torch.zeros_like(x), 1 + torch.div(x - s, ws, rounding_mode="floor"))
+
+    def dense_mask(self, t, h, w, device=None):
+        size, shift = self.effective(t, h, w)
+        lt, lh, lw = (self._labels(n, ws, s, device) for n, ws, s in zip((t, h, w), size, shift))
+        ft, fh, fw = _token_coords(t, h, w, device)
+        keep = lt[ft][:, None] == lt[ft][None, :]
+        keep &= lh[fh][:, None] == lh[fh][None, :]
+        keep &= lw[fw][:, None] == lw[fw][None, :]
+        return keep
+
+    def _window_mask(self, dims, size, shift, device) -> Tensor | None:
+        """``(num_windows, n, n)`` bool over the padded, rolled grid, or ``None`` if no mask is needed."""
+        padded = [-(-n // ws) * ws for n, ws in zip(dims, size)]
+        if padded == list(dims) and not any(shift):
+            return None
+        labels, valid = [], []
+        for n, npad, ws, s in zip(dims, padded, size, shift):
+            x = (torch.arange(npad, device=device) + s) % npad  # original coordinate at each rolled position
+            labels.append(torch.where(x < s, torch.zeros_like(x), 1 + torch.div(x - s, ws, rounding_mode="floor")))
+            valid.append(x < n)
+        lt, lh, lw = labels
+        label = (lt[:, None, None] * (padded[1] + 1) + lh[None, :, None]) * (padded[2] + 1) + lw[None, None, :]
+        real = valid[0][:, None, None] & valid[1][None, :, None] & valid[2][None, None, :]
+        pattern = "(nt wt) (nh wh) (nw ww) -> (nt nh nw) (wt wh ww)"
+        label = rearrange(label, pattern, wt=size[0], wh=size[1], ww=size[2])
+        real = rearrange(real, pattern, wt=size[0], wh=size[1], ww=size[2])
+        return (label[:, :, None] == label[:, None, :]) & real[:, None, :]
+
+    def _attend(self, q, k, v, *, backend, dropout_p):
+        b, t, h, w = q.shape[:4]
+        size, shift = self.effective(t, h, w)
+        pads = [(-n) % ws for n, ws in zip((t, h, w), size)]
+
+        def partition(x: Tensor) -> Tensor:
+            if any(pads):  # F.pad pads the last axes first: (d, heads, w, h, t)
+                x = F.pad(x, (0, 0, 0, 0, 0, pads[2], 0, pads[1], 0, pads[0]))
+            if any(shift):
+                x = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+            return rearrange(
+                x, "b (nt wt) (nh wh) (nw ww) heads d -> (b nt nh nw) heads (wt wh ww) d",
+                wt=size[0], wh=size[1], ww=size[2],
+            )
+
+        mask = self._window_mask((t, h, w), size, shift, q.device)
+        if mask is not None:  # (num_windows, n, n) -> (b * num_windows, 1, n, n)
+            mask = mask.unsqueeze(0).expand(b, *mask.shape).reshape(-1, 1, *mask.shape[1:])
+        out = attention(partition(q), partition(k), partition(v), mask=mask, backend=backend, dropout_p=dropout_p)
+        nt, nh, nw = ((n + p) // ws for n, p, ws in zip((t, h, w), pads, size))
+        out = rearrange(
+            out, "(b nt nh nw) heads (wt wh ww) d -> b (nt wt) (nh wh) (nw ww) heads d",
+            b=b, nt=nt, nh=nh, nw=nw, wt=size[0], wh=size[1], ww=size[2],
+        )
+        if any(shift):
+            out = torch.roll(out, shifts=shift, dims=(1, 2, 3))
+        return out[:, :t, :h, :w]
+
+
+@dataclass(frozen=True)
+class CrossFrame(Pattern):
+    """Spatial attention that also sees the neighbouring frames.
+
+    The pixels of frame ``i`` attend to every pixel of frames ``i-k..i+k`` (those that
+    exist); ``k = 0`` is plain spatial attention.
+    """
+
+    k: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.k, int) or self.k < 0:
+            raise ValueError(f"k (cross-frame neighbours on each side) must be an int >= 0; got {self.k!r}")
+
+    def _attend(self, q, k, v, *, backend, dropout_p):
+        b, t, h, w = q.shape[:4]
+        reach = min(self.k, t - 1)
+        span = 2 * reach + 1
+
+        def neighbours(x: Tensor) -> Tensor:  # frames i-reach..i+reach for every frame i
+            x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, 0, reach, reach))
+            x = x.unfold(1, span, 1)  # (b, t, h, w, heads, d, span)
+            return rearrange(x, "b t h w heads d j -> (b t) heads (j h w) d")
+
+        qs = rearrange(q, "b t h w heads d -> (b t) heads (h w) d")
+        mask = None
+        if reach > 0:
+            frame = torch.arange(t, device=q.device)[:, None] + torch.arange(span, device=q.device)[None, :] - reach
+            real = (frame >= 0) & (frame < t)  # (t, span)
+            mask = real[:, :, None].expand(t, span, h * w).reshape(t, 1, 1, span * h * w)
+            mask = mask.unsqueeze(0).expand(b, *mask.shape).reshape(b * t, 1, 1, span * h * w)
+        out = attention(qs, neighbours(k), neighbours(v), mask=mask, backend=backend, dropout_p=dropout_p)
+        return rearrange(out, "(b t) heads (h w) d -> b t h w heads d", b=b, h=h)
+
+    def dense_mask(self, t, h, w, device=None):
+        ft, _, _ = _token_coords(t, h, w, device)
+        return (ft[:, None] - ft[None, :]).abs() <= self.k
+
+
+PATTERNS = {"spatial": Spatial, "temporal": Temporal, "joint": Joint, "window": Window, "cross_frame": CrossFrame}
