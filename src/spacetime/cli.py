@@ -1,25 +1,28 @@
-"""The ``spacetime`` command line."""
+"""The ``spacetime`` command line.
+
+Each subcommand lives beside the code it drives and registers itself through a
+``register(subparsers)`` function; :data:`COMMAND_MODULES` lists those modules.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from pathlib import Path
 
 from . import __version__
 
+#: modules whose ``register(subparsers)`` adds subcommands, in the order ``--help`` lists them
+COMMAND_MODULES = [
+    "spacetime.tour",
+]
 
-def _cmd_patterns(args: argparse.Namespace) -> int:
-    from .tour import format_rows, run_tour
 
-    b, t, h, w = args.shape
-    print(f"Attention patterns on q/k/v of (b, t, h, w) = {(b, t, h, w)}, heads={args.heads}, head_dim={args.head_dim}")
-    rows = run_tour(Path(args.out), shape=(b, t, h, w), heads=args.heads, head_dim=args.head_dim, seed=args.seed)
-    print(format_rows(rows))
-    worst = max(r["max_abs_diff"] for r in rows)
-    print(f"\nsdpa == math for every pattern (largest difference {worst:.1e}).")
-    print(f"Who-sees-whom figure: {Path(args.out) / 'patterns.png'}")
-    return 0 if worst < 1e-4 else 1
+def add_command(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand parser with the house formatting (defaults shown in ``--help``)."""
+    return subparsers.add_parser(
+        name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,20 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spacetime {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    for name, help_text in (
-        ("patterns", "tour the attention patterns: who sees whom, sdpa vs math, timings"),
-        ("demo", "the main job (for now: the attention-pattern tour)"),
-    ):
-        p = sub.add_parser(name, help=help_text, description=help_text,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        p.add_argument("--out", default="runs/patterns", help="folder for the figure")
-        p.add_argument("--shape", type=int, nargs=4, default=(2, 8, 16, 16), metavar=("B", "T", "H", "W"),
-                       help="clip shape of the timing run")
-        p.add_argument("--heads", type=int, default=4, help="attention heads")
-        p.add_argument("--head-dim", type=int, default=32, help="channels per head")
-        p.add_argument("--seed", type=int, default=0, help="random seed")
-        p.set_defaults(func=_cmd_patterns)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
@@ -53,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return args.func(args)
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":

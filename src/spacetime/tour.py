@@ -91,3 +91,34 @@ def format_rows(rows: list[dict]) -> str:
             f"{r['math_ms']:>9.1f}{r['sdpa_ms']:>9.1f}"
         )
     return "\n".join(lines)
+
+
+def _run(args) -> int:
+    from pathlib import Path
+
+    b, t, h, w = args.shape
+    print(f"Attention patterns on q/k/v of (b, t, h, w) = {(b, t, h, w)}, heads={args.heads}, head_dim={args.head_dim}")
+    rows = run_tour(Path(args.out), shape=(b, t, h, w), heads=args.heads, head_dim=args.head_dim, seed=args.seed)
+    print(format_rows(rows))
+    worst = max(r["max_abs_diff"] for r in rows)
+    print(f"\nsdpa == math for every pattern (largest difference {worst:.1e}).")
+    print(f"Who-sees-whom figure: {Path(args.out) / 'patterns.png'}")
+    return 0 if worst < 1e-4 else 1
+
+
+def register(subparsers) -> None:
+    """``spacetime patterns`` (and, until the diffusion pipeline lands, ``spacetime demo``)."""
+    from .cli import add_command
+
+    for name, help_text in (
+        ("patterns", "tour the attention patterns: who sees whom, sdpa vs math, timings"),
+        ("demo", "the main job (for now: the attention-pattern tour)"),
+    ):
+        p = add_command(subparsers, name, help_text)
+        p.add_argument("--out", default="runs/patterns", help="folder for the figure")
+        p.add_argument("--shape", type=int, nargs=4, default=(2, 8, 16, 16), metavar=("B", "T", "H", "W"),
+                       help="clip shape of the timing run")
+        p.add_argument("--heads", type=int, default=4, help="attention heads")
+        p.add_argument("--head-dim", type=int, default=32, help="channels per head")
+        p.add_argument("--seed", type=int, default=0, help="random seed")
+        p.set_defaults(func=_run)

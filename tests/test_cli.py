@@ -1,0 +1,22 @@
+import subprocess
+import sys
+
+from spacetime.cli import main
+
+
+def test_help_lists_commands(capsys):
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert "patterns" in out and "demo" in out
+
+
+def test_patterns_tour_runs_and_draws(tmp_path, capsys):
+    assert main(["patterns", "--out", str(tmp_path), "--shape", "1", "3", "5", "5", "--heads", "2", "--head-dim", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "sdpa == math" in out
+    assert (tmp_path / "patterns.png").stat().st_size > 1000
+
+
+def test_module_entry_point():
+    done = subprocess.run([sys.executable, "-m", "spacetime", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("spacetime ")
