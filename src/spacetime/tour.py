@@ -43,7 +43,7 @@ def plot_masks(path: Path, patterns: dict[str, Pattern], t: int = 5, h: int = 7,
             img = seen[f].clone()
             if f == query[0]:
                 img[query[1], query[2]] = 2.0  # the query itself
-            ax.imshow(img, cmap="Blues", vmin=0, vmax=2)
+            ax.imshow(img.numpy(), cmap="Blues", vmin=0, vmax=2)
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
