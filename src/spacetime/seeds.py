@@ -164,8 +164,8 @@ class CausalTemporalAttention(SpaceTimeAttention):
         super().__init__(dim, num_heads, Temporal(causal=True), layout="bthwc")
         self.norm = nn.LayerNorm(dim)
 
-    def forward_channels_last(self, x: Tensor) -> Tensor:
-        return x + super().forward_channels_last(self.norm(x))
+    def forward_channels_last(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
+        return x + super().forward_channels_last(self.norm(x), frame_mask=frame_mask)
 
 
 class FactorizedSpaceTimeBlock(nn.Module):

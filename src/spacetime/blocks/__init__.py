@@ -1,5 +1,5 @@
 """Residual blocks composed of :mod:`spacetime.layers`."""
 
-from .transformer import AttentionBlock, TransformerBlock
+from .transformer import AttentionBlock, DropPath, TransformerBlock, drop_path
 
-__all__ = ["AttentionBlock", "TransformerBlock"]
+__all__ = ["AttentionBlock", "TransformerBlock", "DropPath", "drop_path"]

@@ -4,37 +4,76 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from ..layers.attention import SpaceTimeAttention, resolve_pattern
 from ..layers.mlp import Mlp
 from ..ops.layout import check_layout, check_video, from_channels_last, to_channels_last
-from ..ops.patterns import Pattern, Spatial, Temporal
+from ..ops.patterns import Pattern, Spatial, Temporal, check_frame_mask
 
-__all__ = ["AttentionBlock", "TransformerBlock"]
+__all__ = ["AttentionBlock", "TransformerBlock", "DropPath", "drop_path"]
+
+
+def drop_path(x: Tensor, p: float = 0.0, training: bool = False) -> Tensor:
+    """Stochastic depth: zero a residual branch for a random ``p`` of the samples, scale the rest by ``1/(1-p)``."""
+    if p == 0.0 or not training:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - p)  # one draw per sample
+    return x * keep / (1.0 - p)
+
+
+class DropPath(nn.Module):
+    """:func:`drop_path` as a module (identity in eval mode)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"drop_path must be in [0, 1); got {p}")
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return drop_path(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def _drop_path_module(p: float) -> nn.Module:
+    return DropPath(p) if p > 0 else nn.Identity()
+
+
+def _checked(x: Tensor, layout: str, dim: int, frame_mask: Tensor | None) -> Tensor:
+    b, t, _, _ = check_video(x, layout, dim)
+    if frame_mask is not None:
+        check_frame_mask(frame_mask, b, t, x.device)
+    return to_channels_last(x, layout)
 
 
 class AttentionBlock(nn.Module):
     """``x + attn(norm(x))`` with any attention pattern.
 
     Submodules: ``norm`` (LayerNorm over channels) and ``attn`` (:class:`SpaceTimeAttention`).
-    Extra keywords go to the attention layer (``head_dim``, ``qkv_bias``, ``qk_norm``, ...).
+    Extra keywords go to the attention layer (``head_dim``, ``qkv_bias``, ``qk_norm``, ``rope``, ...).
+    ``drop_path`` is the stochastic-depth rate of the residual branch (training only).
+    ``forward(x, frame_mask=None)`` passes a bool ``(b, t)`` frame mask to the pattern.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, pattern: Pattern | str = Spatial(), *,
-                 layout: str = "bthwc", device=None, dtype=None, **attn_kwargs):
+                 layout: str = "bthwc", drop_path: float = 0.0, device=None, dtype=None, **attn_kwargs):
         super().__init__()
         self.dim, self.layout = dim, check_layout(layout)
         self.norm = nn.LayerNorm(dim, device=device, dtype=dtype)
         self.attn = SpaceTimeAttention(dim, num_heads, pattern, device=device, dtype=dtype, **attn_kwargs)
+        self.drop_path = _drop_path_module(drop_path)
 
-    def forward(self, x: Tensor) -> Tensor:
-        check_video(x, self.layout, self.dim)
-        out = self.forward_channels_last(to_channels_last(x, self.layout))
+    def forward(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
+        masks = {} if frame_mask is None else {"frame_mask": frame_mask}  # subclasses may not take one
+        out = self.forward_channels_last(_checked(x, self.layout, self.dim, frame_mask), **masks)
         return from_channels_last(out, self.layout).contiguous()
 
-    def forward_channels_last(self, x: Tensor) -> Tensor:
-        return x + self.attn.forward_channels_last(self.norm(x))
+    def forward_channels_last(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
+        return x + self.drop_path(self.attn.forward_channels_last(self.norm(x), frame_mask=frame_mask))
 
 
 class TransformerBlock(nn.Module):
@@ -45,10 +84,13 @@ class TransformerBlock(nn.Module):
     ``(Window(...),)`` a Video Swin block.
 
     Submodules: ``attn`` (a ``ModuleList`` of :class:`AttentionBlock`), ``norm_mlp``, ``mlp``.
+    ``drop_path`` applies to every residual branch; ``forward(x, frame_mask=None)`` passes a bool
+    ``(b, t)`` frame mask to every attention sub-block.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, patterns: Sequence[Pattern | str] = (Spatial(), Temporal()), *,
-                 mlp_ratio: float = 4.0, layout: str = "bthwc", device=None, dtype=None, **attn_kwargs):
+                 mlp_ratio: float = 4.0, layout: str = "bthwc", drop_path: float = 0.0, device=None, dtype=None,
+                 **attn_kwargs):
         super().__init__()
         if isinstance(patterns, (Pattern, str)):
             patterns = (patterns,)
@@ -57,17 +99,18 @@ class TransformerBlock(nn.Module):
         self.dim, self.layout = dim, check_layout(layout)
         factory = {"device": device, "dtype": dtype}
         self.attn = nn.ModuleList(
-            AttentionBlock(dim, num_heads, resolve_pattern(p), **factory, **attn_kwargs) for p in patterns
+            AttentionBlock(dim, num_heads, resolve_pattern(p), drop_path=drop_path, **factory, **attn_kwargs)
+            for p in patterns
         )
         self.norm_mlp = nn.LayerNorm(dim, **factory)
         self.mlp = Mlp(dim, mlp_ratio=mlp_ratio, **factory)
+        self.drop_path = _drop_path_module(drop_path)
 
-    def forward(self, x: Tensor) -> Tensor:
-        check_video(x, self.layout, self.dim)
-        out = self.forward_channels_last(to_channels_last(x, self.layout))
+    def forward(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
+        out = self.forward_channels_last(_checked(x, self.layout, self.dim, frame_mask), frame_mask=frame_mask)
         return from_channels_last(out, self.layout).contiguous()
 
-    def forward_channels_last(self, x: Tensor) -> Tensor:
+    def forward_channels_last(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
         for block in self.attn:
-            x = block.forward_channels_last(x)
-        return x + self.mlp(self.norm_mlp(x))
+            x = block.forward_channels_last(x, frame_mask=frame_mask)
+        return x + self.drop_path(self.mlp(self.norm_mlp(x)))

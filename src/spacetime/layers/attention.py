@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops.encodings import ROPE_AXES, apply_rotary, rope_grid, rope_split
 from ..ops.layout import check_layout, check_video, from_channels_last, to_channels_last
-from ..ops.patterns import PATTERNS, Pattern, Spatial, Temporal
+from ..ops.patterns import PATTERNS, Pattern, Spatial, Temporal, check_frame_mask
 
 __all__ = ["SpaceTimeAttention", "MHAStyleAttention", "FactorizedAttention", "resolve_pattern", "check_heads"]
 
@@ -52,8 +53,17 @@ class SpaceTimeAttention(nn.Module):
         attn_drop, proj_drop: dropout on attention weights and on the output (training only).
         layout: axis order of the input and output, one of ``"bcthw"``, ``"btchw"``, ``"bthwc"``.
         backend: attention backend for this module; ``None`` follows the global default.
+        rope: rotary position embedding of queries and keys before the pattern: ``None``,
+            ``"t"`` (by frame index) or ``"thw"`` (frame, row and column on three parts of each
+            head, see :func:`~spacetime.ops.encodings.rope_split`). Works with every pattern and
+            any clip length.
+        rope_base: the longest rotary period.
 
     Parameters: ``qkv`` (``dim -> 3 * heads * head_dim``, q/k/v then heads), ``proj``.
+
+    ``forward(x, frame_mask=None)``: a bool ``(b, t)`` mask (``True`` = real frame) keeps padded
+    frames out of every key set and makes the layer's output zero at them (see
+    :class:`~spacetime.ops.Pattern`).
     """
 
     def __init__(
@@ -69,6 +79,8 @@ class SpaceTimeAttention(nn.Module):
         proj_drop: float = 0.0,
         layout: str = "bthwc",
         backend: str | None = None,
+        rope: str | None = None,
+        rope_base: float = 10000.0,
         device=None,
         dtype=None,
     ):
@@ -76,6 +88,10 @@ class SpaceTimeAttention(nn.Module):
         self.dim = dim
         self.num_heads = num_heads
         self.head_dim = check_heads(dim, num_heads, head_dim)
+        if rope is not None and rope not in ROPE_AXES:
+            raise ValueError(f"rope must be None or one of {ROPE_AXES}; got {rope!r}")
+        self.rope, self.rope_base = rope, float(rope_base)
+        self.rope_parts = rope_split(self.head_dim, rope) if rope is not None else None
         self.inner_dim = self.num_heads * self.head_dim
         self.pattern = resolve_pattern(pattern)
         self.layout = check_layout(layout)
@@ -97,25 +113,33 @@ class SpaceTimeAttention(nn.Module):
     def _project_out(self, x: Tensor) -> Tensor:
         return self.proj(x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x`` in ``self.layout`` -> same shape."""
-        check_video(x, self.layout, self.dim)
-        out = self.forward_channels_last(to_channels_last(x, self.layout))
+    def forward(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
+        """``x`` in ``self.layout`` -> same shape; ``frame_mask`` bool ``(b, t)``, ``True`` = real frame."""
+        b, t, _, _ = check_video(x, self.layout, self.dim)
+        if frame_mask is not None:
+            check_frame_mask(frame_mask, b, t, x.device)
+        out = self.forward_channels_last(to_channels_last(x, self.layout), frame_mask=frame_mask)
         return from_channels_last(out, self.layout).contiguous()
 
-    def forward_channels_last(self, x: Tensor) -> Tensor:
+    def forward_channels_last(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
         """``(b, t, h, w, c)`` -> ``(b, t, h, w, c)`` without layout checks (for composing blocks)."""
         b, t, h, w, _ = x.shape
         qkv = self._project_qkv(x).view(b, t, h, w, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.unbind(dim=4)  # each (b, t, h, w, heads, d)
         q, k = self.q_norm(q), self.k_norm(k)
+        if self.rope is not None:  # cos, sin: (t, h, w, 1, d), broadcast over b and heads
+            cos, sin = rope_grid(t, h, w, self.head_dim, self.rope, base=self.rope_base, device=x.device)
+            q, k = apply_rotary(q, cos, sin, self.rope_parts), apply_rotary(k, cos, sin, self.rope_parts)
         drop = self.attn_drop if self.training else 0.0
-        out = self.pattern(q, k, v, backend=self.backend, dropout_p=drop)
-        out = out.reshape(b, t, h, w, self.inner_dim)
-        return self.proj_drop(self._project_out(out))
+        out = self.pattern(q, k, v, backend=self.backend, dropout_p=drop, frame_mask=frame_mask)
+        out = self.proj_drop(self._project_out(out.reshape(b, t, h, w, self.inner_dim)))
+        if frame_mask is not None:  # padded frames output zeros (not the projection's bias)
+            out = out.masked_fill(~frame_mask[:, :, None, None, None], 0.0)
+        return out
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, num_heads={self.num_heads}, pattern={self.pattern}, layout={self.layout!r}"
+        rope = f", rope={self.rope!r}" if self.rope is not None else ""
+        return f"dim={self.dim}, num_heads={self.num_heads}, pattern={self.pattern}, layout={self.layout!r}{rope}"
 
 
 class MHAStyleAttention(SpaceTimeAttention):
@@ -171,11 +195,15 @@ class FactorizedAttention(nn.Module):
         self.spatial_attn = attention_cls(dim, num_heads, Spatial(), **kwargs)
         self.temporal_attn = attention_cls(dim, num_heads, temporal, **kwargs)
 
-    def forward(self, x: Tensor) -> Tensor:
-        check_video(x, self.layout, self.dim)
+    def forward(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
+        """``x`` in ``self.layout`` -> same shape; ``frame_mask`` bool ``(b, t)``, ``True`` = real frame."""
+        b, t, _, _ = check_video(x, self.layout, self.dim)
+        if frame_mask is not None:
+            check_frame_mask(frame_mask, b, t, x.device)
         x = to_channels_last(x, self.layout)
         first, second = (self.spatial_attn, self.temporal_attn)
         if self.order == "time_space":
             first, second = second, first
-        x = second.forward_channels_last(first.forward_channels_last(x))
+        x = first.forward_channels_last(x, frame_mask=frame_mask)
+        x = second.forward_channels_last(x, frame_mask=frame_mask)
         return from_channels_last(x, self.layout).contiguous()

@@ -9,20 +9,28 @@ itself is always :func:`spacetime.ops.attention`.
 Every pattern also states its semantics densely: :meth:`Pattern.dense_mask` is the
 ``(t*h*w, t*h*w)`` boolean matrix of who-sees-whom. Joint attention under that mask is the
 definition each pattern is tested against; the fast paths never build it.
+
+Every built-in pattern takes ``frame_mask=`` (bool ``(b, t)``, ``True`` = real frame) for a batch
+of clips padded to one length: padded frames are never keys and their outputs are zeros. The
+key mask is built the same way as the keys (repeated, partitioned or gathered): one flag per
+key token, broadcast over the queries unless the pattern already has a mask of its own, and no
+work at all when no mask is given.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import Tensor
 
 from .attention import attention
 
-__all__ = ["Pattern", "Spatial", "Temporal", "Joint", "Window", "CrossFrame", "PATTERNS", "check_grid"]
+__all__ = ["Pattern", "Spatial", "Temporal", "Joint", "Window", "CrossFrame", "PATTERNS", "check_grid",
+           "check_frame_mask"]
 
 
 def check_grid(q: Tensor, k: Tensor, v: Tensor) -> tuple[int, int, int, int]:
@@ -41,6 +49,21 @@ def check_grid(q: Tensor, k: Tensor, v: Tensor) -> tuple[int, int, int, int]:
     return b, t, h, w
 
 
+def check_frame_mask(frame_mask, b: int, t: int, device=None, name: str = "frame_mask") -> Tensor:
+    """Validate a per-sample frame mask: bool ``(b, t)``, ``True`` = a real frame. Returns it."""
+    if not isinstance(frame_mask, Tensor):
+        raise TypeError(f"{name} must be a bool torch.Tensor of shape (b, t) or None; got {type(frame_mask).__name__}")
+    if frame_mask.dtype != torch.bool:
+        raise ValueError(f"{name} must have dtype torch.bool (True = real frame); got {frame_mask.dtype}")
+    if tuple(frame_mask.shape) != (b, t):
+        raise ValueError(
+            f"{name} must have shape (b, t) = {(b, t)} to match the video; got {tuple(frame_mask.shape)}"
+        )
+    if device is not None and frame_mask.device != torch.device(device):
+        raise ValueError(f"{name} must be on the device of the video ({device}); got {frame_mask.device}")
+    return frame_mask
+
+
 def _token_coords(t: int, h: int, w: int, device=None) -> tuple[Tensor, Tensor, Tensor]:
     """Frame, row and column index of each of the ``t*h*w`` tokens in ``(t h w)`` order."""
     tt, hh, ww = torch.meshgrid(
@@ -50,13 +73,29 @@ def _token_coords(t: int, h: int, w: int, device=None) -> tuple[Tensor, Tensor, 
 
 
 class Pattern:
-    """Base class. Subclasses are small frozen dataclasses."""
+    """Base class. Subclasses are small frozen dataclasses.
 
-    def __call__(self, q: Tensor, k: Tensor, v: Tensor, *, backend: str | None = None, dropout_p: float = 0.0) -> Tensor:
-        check_grid(q, k, v)
-        return self._attend(q, k, v, backend=backend, dropout_p=dropout_p)
+    ``pattern(q, k, v, frame_mask=m)`` with a bool ``(b, t)`` mask (``True`` = real frame) runs
+    a batch of clips padded to one length: a padded frame is never a key, and the outputs at
+    padded frames are zeros. A pattern opts in with ``supports_frame_mask = True`` and an
+    ``_attend(..., frame_mask=...)``; the others raise ``ValueError`` when given a mask.
+    """
 
-    def _attend(self, q, k, v, *, backend, dropout_p) -> Tensor:  # pragma: no cover - abstract
+    #: whether ``_attend`` accepts ``frame_mask=``
+    supports_frame_mask: ClassVar[bool] = False
+
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, *, backend: str | None = None, dropout_p: float = 0.0,
+                 frame_mask: Tensor | None = None) -> Tensor:
+        b, t, _, _ = check_grid(q, k, v)
+        if frame_mask is None:  # the default path: no extra work
+            return self._attend(q, k, v, backend=backend, dropout_p=dropout_p)
+        if not self.supports_frame_mask:
+            raise ValueError(f"pattern {self!r} does not support frame_mask; use one that does or pass frame_mask=None")
+        check_frame_mask(frame_mask, b, t, q.device)
+        out = self._attend(q, k, v, backend=backend, dropout_p=dropout_p, frame_mask=frame_mask)
+        return out.masked_fill(~frame_mask[:, :, None, None, None, None], 0.0)  # padded queries -> 0
+
+    def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def dense_mask(self, t: int, h: int, w: int, device=None) -> Tensor:
@@ -70,9 +109,15 @@ class Pattern:
 
 @dataclass(frozen=True)
 class Spatial(Pattern):
-    """Attention among the ``h*w`` pixels of each frame; frames never mix."""
+    """Attention among the ``h*w`` pixels of each frame; frames never mix.
 
-    def _attend(self, q, k, v, *, backend, dropout_p):
+    A frame mask needs no key mask here: padded frames only ever see themselves, and their
+    outputs are zeroed by :meth:`Pattern.__call__`.
+    """
+
+    supports_frame_mask: ClassVar[bool] = True
+
+    def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None):
         b, t, h, w = q.shape[:4]
         seq = lambda x: rearrange(x, "b t h w heads d -> (b t) heads (h w) d")  # noqa: E731
         out = attention(seq(q), seq(k), seq(v), backend=backend, dropout_p=dropout_p)
@@ -106,10 +151,15 @@ class Temporal(Pattern):
         idx = torch.arange(t, device=device)
         return (idx[:, None] - idx[None, :]).abs() <= self.window
 
-    def _attend(self, q, k, v, *, backend, dropout_p):
+    supports_frame_mask: ClassVar[bool] = True
+
+    def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None):
         b, t, h, w = q.shape[:4]
         seq = lambda x: rearrange(x, "b t h w heads d -> (b h w) heads t d")  # noqa: E731
         mask = self.frame_mask(t, q.device)
+        if frame_mask is not None:  # real frames as keys: (b, t) -> (b h w, 1, 1, t)
+            keys = repeat(frame_mask, "b t -> (b h w) 1 1 t", h=h, w=w)
+            mask = keys if mask is None else keys & mask
         out = attention(seq(q), seq(k), seq(v), mask=mask, causal=self.causal, backend=backend, dropout_p=dropout_p)
         return rearrange(out, "(b h w) heads t d -> b t h w heads d", b=b, h=h, w=w)
 
@@ -130,10 +180,13 @@ class Joint(Pattern):
     On the ``sdpa`` backend the ``(thw)^2`` score matrix is never materialised.
     """
 
-    def _attend(self, q, k, v, *, backend, dropout_p):
+    supports_frame_mask: ClassVar[bool] = True
+
+    def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None):
         b, t, h, w = q.shape[:4]
         seq = lambda x: rearrange(x, "b t h w heads d -> b heads (t h w) d")  # noqa: E731
-        out = attention(seq(q), seq(k), seq(v), backend=backend, dropout_p=dropout_p)
+        mask = None if frame_mask is None else repeat(frame_mask, "b t -> b 1 1 (t h w)", h=h, w=w)
+        out = attention(seq(q), seq(k), seq(v), mask=mask, backend=backend, dropout_p=dropout_p)
         return rearrange(out, "b heads (t h w) d -> b t h w heads d", t=t, h=h)
 
     def dense_mask(self, t, h, w, device=None):
@@ -219,7 +272,9 @@ class Window(Pattern):
         real = rearrange(real, pattern, wt=size[0], wh=size[1], ww=size[2])
         return (label[:, :, None] == label[:, None, :]) & real[:, None, :]
 
-    def _attend(self, q, k, v, *, backend, dropout_p):
+    supports_frame_mask: ClassVar[bool] = True
+
+    def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None):
         b, t, h, w = q.shape[:4]
         size, shift = self.effective(t, h, w)
         pads = [(-n) % ws for n, ws in zip((t, h, w), size)]
@@ -237,6 +292,10 @@ class Window(Pattern):
         mask = self._window_mask((t, h, w), size, shift, q.device)
         if mask is not None:  # (num_windows, n, n) -> (b * num_windows, 1, n, n)
             mask = mask.unsqueeze(0).expand(b, *mask.shape).reshape(-1, 1, *mask.shape[1:])
+        if frame_mask is not None:  # real frames as keys, partitioned like k: (b nw, 1, 1, n)
+            real = frame_mask[:, :, None, None, None, None].expand(b, t, h, w, 1, 1).to(q.dtype)
+            keys = rearrange(partition(real) > 0.5, "bnw 1 n 1 -> bnw 1 1 n")
+            mask = keys if mask is None else keys & mask
         out = attention(partition(q), partition(k), partition(v), mask=mask, backend=backend, dropout_p=dropout_p)
         nt, nh, nw = ((n + p) // ws for n, p, ws in zip((t, h, w), pads, size))
         out = rearrange(
@@ -262,7 +321,9 @@ class CrossFrame(Pattern):
         if not isinstance(self.k, int) or self.k < 0:
             raise ValueError(f"k (cross-frame neighbours on each side) must be an int >= 0; got {self.k!r}")
 
-    def _attend(self, q, k, v, *, backend, dropout_p):
+    supports_frame_mask: ClassVar[bool] = True
+
+    def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None):
         b, t, h, w = q.shape[:4]
         reach = min(self.k, t - 1)
         span = 2 * reach + 1
@@ -279,6 +340,10 @@ class CrossFrame(Pattern):
             real = (frame >= 0) & (frame < t)  # (t, span)
             mask = real[:, :, None].expand(t, span, h * w).reshape(t, 1, 1, span * h * w)
             mask = mask.unsqueeze(0).expand(b, *mask.shape).reshape(b * t, 1, 1, span * h * w)
+        if frame_mask is not None:  # real frames as keys, gathered like k: (b t, 1, 1, span h w)
+            real = frame_mask[:, :, None, None, None, None].expand(b, t, h, w, 1, 1).to(q.dtype)
+            keys = rearrange(neighbours(real) > 0.5, "bt 1 m 1 -> bt 1 1 m")
+            mask = keys if mask is None else keys & mask
         out = attention(qs, neighbours(k), neighbours(v), mask=mask, backend=backend, dropout_p=dropout_p)
         return rearrange(out, "(b t) heads (h w) d -> b t h w heads d", b=b, h=h)
 

@@ -1,0 +1,162 @@
+"""Position encodings for any number of frames: sinusoidal tables, rotary (RoPE), resampling.
+
+Parameter-free functions; the modules that hold learned tables live in
+:mod:`spacetime.layers.embeddings`.
+
+``sinusoidal_table``
+    ``(n, dim)`` features ``[sin(p f_i), cos(p f_i)]`` of arbitrary (even fractional) positions,
+    so a clip of any length gets an encoding.
+``rope_grid`` / ``apply_rotary``
+    rotary position embedding on the ``(b, t, h, w, heads, d)`` query/key grids of a pattern:
+    1-D over time (``axes="t"``) or 3-D over time, rows and columns (``axes="thw"``), where the
+    head dim is split into three parts (:func:`rope_split`). Rotary makes the attention score
+    of two tokens depend only on their offset, so it extends to clips longer than trained.
+``resample_table``
+    a learned ``(n, c)`` or ``(h, w, c)`` table linearly resampled to a new size (how a learned
+    temporal embedding serves a different number of frames).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["ROPE_AXES", "sinusoidal_table", "rope_split", "rope_cos_sin", "rope_grid", "apply_rotary", "resample_table"]
+
+#: the values ``SpaceTimeAttention(rope=...)`` accepts besides ``None``
+ROPE_AXES = ("t", "thw")
+
+
+def _check_dim(dim: int, name: str = "dim", even: bool = False) -> None:
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 2 or (even and dim % 2):
+        kind = "an even int >= 2" if even else "an int >= 2"
+        raise ValueError(f"{name} must be {kind}; got {dim!r}")
+
+
+def sinusoidal_table(positions: Tensor | int, dim: int, *, base: float = 10000.0) -> Tensor:
+    """Sinusoidal features of positions: ``(n,) -> (n, dim)``, ``[sin(p f_i), cos(p f_i)]``.
+
+    Args:
+        positions: a 1-D tensor of positions (ints or floats, any range), or an int ``n`` for
+            ``0..n-1``.
+        dim: feature width; an odd ``dim`` gets one zero column at the end.
+        base: the longest period; frequencies are ``f_i = base ** (-i / (dim // 2))``.
+
+    Returns:
+        fp32 ``(n, dim)`` on the device of ``positions``.
+    """
+    if isinstance(positions, int) and not isinstance(positions, bool):
+        if positions < 1:
+            raise ValueError(f"positions must be >= 1 when given as a length; got {positions}")
+        positions = torch.arange(positions)
+    if not isinstance(positions, Tensor) or positions.ndim != 1:
+        shape = tuple(positions.shape) if isinstance(positions, Tensor) else type(positions).__name__
+        raise ValueError(f"positions must be an int length or a 1-D tensor (n,); got {shape}")
+    _check_dim(dim)
+    if not base > 1.0:
+        raise ValueError(f"base must be > 1; got {base}")
+    half = dim // 2
+    freqs = torch.exp(-math.log(base) * torch.arange(half, device=positions.device, dtype=torch.float32) / half)
+    args = positions.float()[:, None] * freqs[None, :]  # (n, half)
+    table = torch.cat([args.sin(), args.cos()], dim=-1)
+    if dim % 2:
+        table = F.pad(table, (0, 1))
+    return table
+
+
+def rope_split(head_dim: int, axes: str = "thw") -> tuple[int, ...]:
+    """How rotary divides a head of ``head_dim`` channels among the axes (each part even).
+
+    ``"t"`` uses the whole head for time. ``"thw"`` gives rows and columns ``2 * (head_dim // 6)``
+    channels each and time the rest (the largest part): ``64 -> (24, 20, 20)``, ``16 -> (8, 4, 4)``.
+    """
+    if axes not in ROPE_AXES:
+        raise ValueError(f"rope axes must be one of {ROPE_AXES}; got {axes!r}")
+    if not isinstance(head_dim, int) or head_dim < 2 or head_dim % 2:
+        raise ValueError(f"rotary needs an even head_dim >= 2; got head_dim={head_dim!r}")
+    if axes == "t":
+        return (head_dim,)
+    if head_dim < 6:
+        raise ValueError(f"3-D rotary (rope='thw') needs head_dim >= 6 (an even part per axis); got {head_dim}")
+    part = 2 * (head_dim // 6)
+    return (head_dim - 2 * part, part, part)
+
+
+def rope_cos_sin(positions: Tensor, dim: int, *, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """``(n,)`` positions -> ``cos, sin`` each ``(n, dim)`` for :func:`apply_rotary`.
+
+    Channel ``i`` and ``i + dim/2`` form a rotated pair with frequency ``base ** (-2i/dim)``
+    (the "rotate half" convention of GPT-NeoX and Llama).
+    """
+    _check_dim(dim, "rotary dim", even=True)
+    half = dim // 2
+    freqs = base ** (-torch.arange(half, device=positions.device, dtype=torch.float32) / half)
+    angles = positions.float()[:, None] * freqs[None, :]  # (n, half)
+    angles = torch.cat([angles, angles], dim=-1)  # (n, dim)
+    return angles.cos(), angles.sin()
+
+
+def rope_grid(t: int, h: int, w: int, head_dim: int, axes: str = "t", *, base: float = 10000.0,
+              device=None) -> tuple[Tensor, Tensor]:
+    """``cos, sin`` of shape ``(t, h, w, 1, head_dim)``: they broadcast over ``(b, t, h, w, heads, d)``.
+
+    Positions are the integer frame, row and column indices; ``axes="t"`` rotates by the frame
+    index only, ``axes="thw"`` by all three on the parts of :func:`rope_split`.
+    """
+    parts = rope_split(head_dim, axes)
+    sizes = (t, h, w)[: len(parts)]
+    cos_parts, sin_parts = [], []
+    for axis, (n, dim) in enumerate(zip(sizes, parts)):
+        cos, sin = rope_cos_sin(torch.arange(n, device=device), dim, base=base)  # (n, dim)
+        shape = [1, 1, 1, 1, dim]
+        shape[axis] = n
+        cos_parts.append(cos.view(shape).expand(t, h, w, 1, dim))
+        sin_parts.append(sin.view(shape).expand(t, h, w, 1, dim))
+    return torch.cat(cos_parts, dim=-1), torch.cat(sin_parts, dim=-1)
+
+
+def _rotate_half_parts(x: Tensor, parts: tuple[int, ...]) -> Tensor:
+    """Within each part ``[a, b]`` of the last axis, ``-> [-b, a]``."""
+    pieces = []
+    for chunk in x.split(list(parts), dim=-1):
+        a, b = chunk.chunk(2, dim=-1)
+        pieces.append(torch.cat([-b, a], dim=-1))
+    return torch.cat(pieces, dim=-1) if len(pieces) > 1 else pieces[0]
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, parts: tuple[int, ...] | None = None) -> Tensor:
+    """Rotate ``x`` (queries or keys, last axis ``d``) by the angles of ``cos, sin``.
+
+    ``parts`` is the split of ``d`` among axes (:func:`rope_split`); ``None`` is one part.
+    Computed in fp32 and returned in the dtype of ``x``. The dot product of two rotated vectors
+    depends only on the difference of their positions.
+    """
+    parts = (x.shape[-1],) if parts is None else tuple(parts)
+    if sum(parts) != x.shape[-1] or cos.shape[-1] != x.shape[-1]:
+        raise ValueError(
+            f"rotary parts {parts} and cos/sin width {cos.shape[-1]} must match the last axis of x ({x.shape[-1]})"
+        )
+    xf = x.float()
+    return (xf * cos + _rotate_half_parts(xf, parts) * sin).to(x.dtype)
+
+
+def resample_table(table: Tensor, size: int | tuple[int, ...]) -> Tensor:
+    """A learned ``(n, c)`` or ``(h, w, c)`` table linearly resampled to ``size`` (no-op if equal).
+
+    Uses ``align_corners=False`` (each entry is the centre of a cell), as timm resamples its
+    position embeddings; a size of 1 gives the mean of the middle entries.
+    """
+    size = (size,) if isinstance(size, int) else tuple(size)
+    if table.ndim != len(size) + 1:
+        raise ValueError(f"table of shape {tuple(table.shape)} cannot be resampled to size {size}")
+    if any(not isinstance(s, int) or s < 1 for s in size):
+        raise ValueError(f"size must be ints >= 1; got {size}")
+    if tuple(table.shape[:-1]) == size:
+        return table
+    mode = "linear" if len(size) == 1 else "bilinear"
+    grid = table.movedim(-1, 0).unsqueeze(0).float()  # (1, c, *old)
+    out = F.interpolate(grid, size=size, mode=mode, align_corners=False)
+    return out.squeeze(0).movedim(0, -1).to(table.dtype)
