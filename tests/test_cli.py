@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from spacetime.cli import main
 
 
@@ -8,6 +10,16 @@ def test_help_lists_commands(capsys):
     assert main([]) == 2
     out = capsys.readouterr().out
     assert "patterns" in out and "demo" in out
+
+
+def test_demo_is_the_diffusion_main_job_and_patterns_stays(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert "bouncing disks" in out and "--time-limit" in out
+    with pytest.raises(SystemExit):
+        main(["patterns", "--help"])
+    assert "--head-dim" in capsys.readouterr().out
 
 
 def test_patterns_tour_runs_and_draws(tmp_path, capsys):

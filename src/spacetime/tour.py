@@ -1,6 +1,6 @@
 """A short tour of the attention patterns: who sees whom, and that the fast path is exact.
 
-``spacetime patterns`` (and, until the diffusion pipeline lands, ``spacetime demo``) runs it.
+``spacetime patterns`` runs it.
 """
 
 from __future__ import annotations
@@ -107,12 +107,11 @@ def _run(args) -> int:
 
 
 def register(subparsers) -> None:
-    """``spacetime patterns`` (and, until the diffusion pipeline lands, ``spacetime demo``)."""
+    """``spacetime patterns``."""
     from .cli import add_command
 
     for name, help_text in (
         ("patterns", "tour the attention patterns: who sees whom, sdpa vs math, timings"),
-        ("demo", "the main job (for now: the attention-pattern tour)"),
     ):
         p = add_command(subparsers, name, help_text)
         p.add_argument("--out", default="runs/patterns", help="folder for the figure")

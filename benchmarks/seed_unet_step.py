@@ -1,0 +1,116 @@
+"""Text 004's training step on its U-Net: explicit softmax (``math`` backend) vs the default path.
+
+Each backend runs in a fresh subprocess (so peak RSS is its own): the text's step (cosine schedule
+with 500 steps, random timesteps, epsilon MSE, Adam 2e-4) on ``create_dataset`` videos, a warm-up
+step, then ``--steps`` timed steps. Both runs start from the same seed and weights, so their losses
+agree. Results go to ``benchmarks/seed_unet_step.json``.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/seed_unet_step.py            # batch 16, 8x32x32 (the text's)
+    python benchmarks/seed_unet_step.py --batch 4 --steps 2                  # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def worker(args) -> dict:
+    import torch
+
+    from spacetime.data.bouncing import create_dataset
+    from spacetime.diffusion.schedules import cosine_beta_schedule
+    from spacetime.models.seed_unet import FactorizedVideoUNet
+    from spacetime.ops import use_backend
+
+    torch.manual_seed(0)
+    model = FactorizedVideoUNet(in_channels=1, base_dim=32, num_heads=4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+    import numpy as np
+
+    videos = create_dataset(args.batch, args.frames, args.size, rng=np.random.default_rng(0))
+    alphas_cumprod = torch.cumprod(1 - cosine_beta_schedule(500), dim=0)
+    gen = torch.Generator().manual_seed(1)
+
+    def step() -> float:  # the text's train_one_step
+        optimizer.zero_grad()
+        t = torch.randint(0, 500, (args.batch,), generator=gen)
+        noise = torch.randn(videos.shape, generator=gen)
+        a = alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+        loss = torch.nn.functional.mse_loss(model(a.sqrt() * videos + (1 - a).sqrt() * noise, t), noise)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    rss_before = _peak_rss_mib()
+    times, losses = [], []
+    with use_backend(args.worker):
+        for i in range(args.warmup + args.steps):
+            start = time.perf_counter()
+            losses.append(step())
+            if i >= args.warmup:
+                times.append(time.perf_counter() - start)
+    return {"backend": args.worker, "step_s": statistics.median(times), "times_s": times, "losses": losses,
+            "peak_rss_mib": _peak_rss_mib(), "rss_before_steps_mib": rss_before,
+            "threads": torch.get_num_threads()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--backends", nargs="+", default=["math", "sdpa"])
+    p.add_argument("--out", default=str(HERE / "seed_unet_step.json"))
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+
+    rows = []
+    for backend in args.backends:
+        cmd = [sys.executable, __file__, "--worker", backend, "--batch", str(args.batch), "--frames",
+               str(args.frames), "--size", str(args.size), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+        if done.returncode:
+            sys.stderr.write(done.stderr)
+            return done.returncode
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        r = rows[-1]
+        print(f"{backend:>5}: step {r['step_s']:.2f} s (median of {args.steps}), peak RSS {r['peak_rss_mib']:.0f} MiB, "
+              f"losses {', '.join(f'{v:.4f}' for v in r['losses'])}", flush=True)
+    result = {"command": "python benchmarks/seed_unet_step.py " + " ".join(sys.argv[1:]),
+              "config": vars(args) | {"worker": None},
+              "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
+                          "load_avg_1m": os.getloadavg()[0]}, "runs": rows}
+    if len(rows) == 2:
+        ref, fast = rows
+        result["speedup"] = ref["step_s"] / fast["step_s"]
+        result["peak_rss_ratio"] = fast["peak_rss_mib"] / ref["peak_rss_mib"]
+        print(f"{fast['backend']} vs {ref['backend']}: {result['speedup']:.1f}x faster, "
+              f"{result['peak_rss_ratio']:.3f} of the peak RSS")
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""``spacetime train | sample | eval | demo``: the video diffusion pipeline on the command line.
+
+Every ``train`` option is a :class:`~spacetime.diffusion.config.TrainConfig` field; ``--config``
+reads them from a JSON or YAML file and flags override the file. The resolved configuration is
+saved beside every output (``config.json``, ``sample_config.json``, ``eval.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+import typing
+from pathlib import Path
+
+from ..models.video_unet import PRESETS
+from .config import DATA_KINDS, TrainConfig, load_config_file
+from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
+
+__all__ = ["register", "resolve_config", "DEMO_CONFIG"]
+
+#: the demo's recipe: sized to train, sample 32 videos and score them within 15 minutes on 2 CPU cores
+DEMO_CONFIG = {"model": "small", "steps": 2400, "batch_size": 16, "lr": 2e-3, "checkpoint_every": 400,
+               "time_limit": 11.0, "sampler": "ddim", "sample_steps": 100, "num_samples": 32}
+
+
+_HELP = {
+    "model": "VideoUNet preset", "data": "training videos: bouncing disks, a Moving MNIST .npy, a folder of videos",
+    "data_path": "the .npy file or video folder for --data mnist|folder", "frames": "frames per video",
+    "size": "frame height and width", "digit_size": "disk stamp size (bouncing disks)",
+    "channels": "1 (grayscale) or 3 (RGB)", "timesteps": "diffusion training timesteps",
+    "schedule": "beta schedule ('cosine' is text 004's)", "prediction": "what the network predicts",
+    "steps": "optimizer steps", "batch_size": "global batch (split over torchrun processes)",
+    "lr": "peak AdamW learning rate (linear warm-up, cosine decay to 10%%)", "weight_decay": "AdamW weight decay",
+    "warmup_steps": "learning-rate warm-up steps", "grad_clip": "gradient norm clip (0: off)",
+    "ema_decay": "EMA decay of the sampling weights", "seed": "seed of weights, data and noise",
+    "log_every": "steps per CSV log row", "checkpoint_every": "steps between checkpoints (and one at the end)",
+    "time_limit": "minutes; stop with a checkpoint at the first step past it", "sampler": "sampler for samples",
+    "sample_steps": "sampling steps", "num_samples": "videos to sample",
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="JSON or YAML file of config fields (flags override it)%(default).0s")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kind = hints[f.name]
+        if f.name == "model_overrides":
+            p.add_argument(_flag(f.name), type=json.loads, default=None, metavar="JSON",
+                           help='model preset fields to change, as JSON: \'{"channels": [32, 64]}\'')
+            continue
+        base = next((t for t in (int, float, str) if kind is t or t in typing.get_args(kind)), str)
+        choices = {"model": sorted(PRESETS), "data": DATA_KINDS, "schedule": SCHEDULES, "prediction": PREDICTIONS,
+                   "sampler": SAMPLERS}.get(f.name)
+        # "%(default).0s" prints nothing: it stops argparse from appending the flag's own default (None)
+        p.add_argument(_flag(f.name), type=base, default=None, choices=choices,
+                       metavar=None if choices else f.name.upper(),
+                       help=f"{_HELP.get(f.name, '')} (default: {default})%(default).0s")
+
+
+def resolve_config(args, base: dict | None = None) -> TrainConfig:
+    """Defaults, then ``base``, then the ``--config`` file, then flags given on the command line."""
+    values = dict(base or {})
+    if getattr(args, "config", None):
+        values.update(load_config_file(args.config))
+    for f in dataclasses.fields(TrainConfig):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    return TrainConfig.from_dict(values)
+
+
+def _friendly(run):
+    """Run a command; a bad input (ValueError, TypeError, missing file) prints one clear line and exits 2."""
+    import functools
+    import sys
+
+    @functools.wraps(run)
+    def wrapped(args) -> int:
+        try:
+            return run(args)
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            print(f"spacetime {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+
+    return wrapped
+
+
+def _progress(args) -> bool | None:
+    return False if getattr(args, "quiet", False) else None
+
+
+def _rank0() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _run_train(args) -> int:
+    from .train import train
+
+    cfg = resolve_config(args)
+    summary = train(cfg, args.out, resume=args.resume, progress=_progress(args))
+    if _rank0():
+        print(f"trained {summary['step']} steps in {summary['seconds']:.0f} s (final loss {summary['loss']:.4f}"
+              + (", stopped by the time limit" if summary.get("stopped_by_time_limit") else "") + ")")
+        if "ranks_agree" in summary:
+            print(f"parameters identical on all {summary['world_size']} ranks: {summary['ranks_agree']}")
+        print(f"checkpoint: {summary.get('checkpoint')}\nlog: {Path(args.out) / 'log.csv'}, "
+              f"loss curve: {Path(args.out) / 'loss.png'}")
+    return 0
+
+
+def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weights="ema", batch_size=32,
+            progress=None) -> dict:
+    from ..io.files import atomic_write_text
+    from .sample import sample_videos, save_samples
+    from ..io.checkpoint import latest_checkpoint
+    from .train import load_model
+
+    path, _ = latest_checkpoint(checkpoint)
+    model, meta = load_model(path, which=weights)
+    tc = TrainConfig.from_dict(meta["train_config"])
+    resolved = {"checkpoint": str(path), "weights": weights, "num": num or tc.num_samples,
+                "sampler": sampler or tc.sampler, "steps": steps or tc.sample_steps, "seed": seed,
+                "shape": [tc.channels, tc.frames, tc.size, tc.size], "timesteps": tc.timesteps,
+                "schedule": tc.schedule, "prediction": tc.prediction}
+    start = time.perf_counter()
+    videos = sample_videos(model, tuple(resolved["shape"]), resolved["num"], sampler=resolved["sampler"],
+                           steps=resolved["steps"], timesteps=tc.timesteps, schedule=tc.schedule,
+                           prediction=tc.prediction, seed=seed, batch_size=batch_size,
+                           progress=progress)
+    resolved["seconds"] = round(time.perf_counter() - start, 2)
+    out = Path(out)
+    paths = save_samples(videos.numpy(), out, title=f"{resolved['sampler']}, {resolved['steps']} steps, "
+                                                     f"step {meta.get('step')} {weights} weights")
+    atomic_write_text(out / "sample_config.json", json.dumps(resolved, indent=2) + "\n")
+    return {"videos": videos, "paths": paths, "config": resolved}
+
+
+def _run_sample(args) -> int:
+    result = _sample(args.checkpoint, args.out, num=args.num, sampler=args.sampler, steps=args.steps,
+                     seed=args.seed, weights=args.weights, batch_size=args.batch_size, progress=_progress(args))
+    r, paths = result["config"], result["paths"]
+    print(f"{r['num']} videos ({r['sampler']}, {r['steps']} steps) in {r['seconds']:.1f} s from {r['checkpoint']}")
+    print(f"grid: {paths['grid']}\narray: {paths['npy']}\nGIF/MP4: {Path(args.out)}/video_*.gif|mp4")
+    return 0
+
+
+def _evaluate(videos_path, out_json=None, digit_size=12, tol=0.5) -> dict:
+    import numpy as np
+
+    from ..data.plausibility import DiskDetector, score_videos
+    from ..io.files import atomic_write_text
+
+    path = Path(videos_path)
+    if path.is_dir():
+        path = path / "samples.npy"
+    if not path.is_file():
+        raise FileNotFoundError(f"videos {path}: not found (give a .npy of (N, 1, T, H, W) videos or a sample folder)")
+    try:
+        videos = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"videos {path}: not a readable .npy array: {exc}") from None
+    if videos.ndim not in (4, 5):
+        raise ValueError(f"videos {path}: expected (N, T, H, W) or (N, 1, T, H, W); got shape {videos.shape}")
+    report = score_videos(videos, DiskDetector(size=videos.shape[-1], digit_size=digit_size, tol=tol))
+    report.update({"videos": str(path), "digit_size": digit_size, "tol": tol})
+    target = Path(out_json) if out_json else path.parent / "eval.json"
+    atomic_write_text(target, json.dumps(report, indent=2) + "\n")
+    report["report_path"] = str(target)
+    return report
+
+
+def _print_eval(report: dict) -> None:
+    from collections import Counter
+
+    n = report["num_videos"]
+    k = round(report["plausible_fraction"] * n)
+    print(f"plausible: {k}/{n} = {report['plausible_fraction']:.1%} "
+          f"(frames with one training-size disk: {report['one_disk_frame_fraction']:.1%})")
+    import re
+
+    # group the reasons: "frame 3: no disk" -> "no disk", "x: jump of +5.0 px at frame 4" -> "x: jump of N px"
+    reasons = Counter(re.sub(r"[-+]?\d+(\.\d+)?", "N", re.sub(r"^frame \d+: ", "", v["reason"]).split(" at frame")[0])
+                      for v in report["verdicts"] if not v["plausible"])
+    for reason, count in reasons.most_common(5):
+        print(f"  {count:3d} x {reason}")
+    print(f"report: {report['report_path']}")
+
+
+def _run_eval(args) -> int:
+    if args.training_data:
+        import numpy as np
+
+        from ..data.bouncing import create_dataset
+        from ..io.files import atomic_write_bytes
+
+        videos = create_dataset(args.training_data, args.frames, args.size, rng=np.random.default_rng(args.seed))
+        import io
+
+        buffer = io.BytesIO()
+        np.save(buffer, videos.numpy())
+        args.videos = str(atomic_write_bytes(Path(args.out or "runs/eval-training") / "samples.npy", buffer.getvalue()))
+    if not args.videos:
+        raise ValueError("give VIDEOS (a .npy or a sample folder) or --training-data N")
+    _print_eval(_evaluate(args.videos, args.report, args.digit_size, args.tol))
+    return 0
+
+
+def _run_demo(args) -> int:
+    from .train import train
+
+    out = Path(args.out)
+    start = time.perf_counter()
+    cfg = resolve_config(args, base=DEMO_CONFIG)
+    print(f"spacetime demo: a video diffusion model ({cfg.model} VideoUNet) trained from scratch on bouncing disks "
+          f"({cfg.frames}x{cfg.size}x{cfg.size}), {cfg.steps} steps or {cfg.time_limit} minutes, then "
+          f"{cfg.num_samples} samples scored for physical plausibility.", flush=True)
+    summary = train(cfg, out / "train", resume=args.resume, progress=_progress(args))
+    t_train = time.perf_counter() - start
+    print(f"[1/3] trained {summary['step']} steps in {t_train:.0f} s, final loss {summary['loss']:.4f}", flush=True)
+    result = _sample(out / "train", out / "samples", seed=cfg.seed, progress=_progress(args))
+    print(f"[2/3] sampled {result['config']['num']} videos in {result['config']['seconds']:.0f} s", flush=True)
+    report = _evaluate(out / "samples" / "samples.npy", digit_size=cfg.digit_size)
+    print("[3/3] plausibility of the samples:")
+    _print_eval(report)
+    total = time.perf_counter() - start
+    print(f"\ndone in {total / 60:.1f} min. Outputs:\n  loss curve   {out / 'train' / 'loss.png'}\n"
+          f"  training log {out / 'train' / 'log.csv'}\n  checkpoint   {summary.get('checkpoint')}\n"
+          f"  sample grid  {result['paths']['grid']}\n  videos       {out / 'samples'}/video_*.gif|mp4\n"
+          f"  array        {result['paths']['npy']}\n  eval report  {report['report_path']}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``train``, ``sample``, ``eval`` and ``demo``."""
+    from ..cli import add_command
+
+    p = add_command(subparsers, "train", "train a video diffusion model (VideoUNet) with diffusers schedules; "
+                                         "works under torchrun for multi-process DDP")
+    _add_config_flags(p)
+    p.add_argument("--out", default="runs/train", help="output folder (config, log, loss curve, checkpoints)")
+    p.add_argument("--resume", action="store_true", help="continue bit-exactly from OUT/checkpoints/latest.json")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_friendly(_run_train))
+
+    p = add_command(subparsers, "sample", "generate videos from a checkpoint: GIF and MP4 per video, a PNG grid, .npy")
+    p.add_argument("--checkpoint", required=True,
+                   help="a .safetensors checkpoint, or a run folder (its latest)%(default).0s")
+    p.add_argument("--out", default="runs/samples", help="output folder")
+    p.add_argument("--num", type=int, default=None,
+                   help="videos to generate (default: the run's num_samples)%(default).0s")
+    p.add_argument("--sampler", choices=list(SAMPLERS), default=None,
+                   help="sampler (default: the run's sampler)%(default).0s")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (default: the run's sample_steps)%(default).0s")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same videos)")
+    p.add_argument("--weights", choices=["ema", "model"], default="ema", help="which weights of the checkpoint")
+    p.add_argument("--batch-size", type=int, default=32, help="videos denoised at once")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_friendly(_run_sample))
+
+    p = add_command(subparsers, "eval", "score bouncing-disk videos for physical plausibility (one training-size disk "
+                                        "per frame, constant velocity changing only at walls)")
+    p.add_argument("videos", nargs="?", help="a .npy of (N, 1, T, H, W) videos in [0, 1], or a sample folder")
+    p.add_argument("--report", default=None, help="where to write the JSON report (default: beside the videos)")
+    p.add_argument("--digit-size", type=int, default=12, help="the training disk stamp's size")
+    p.add_argument("--tol", type=float, default=0.5, help="tolerance in pixels on positions and displacements")
+    p.add_argument("--training-data", type=int, default=0, metavar="N",
+                   help="instead, score N freshly generated training videos (a check of the detector)")
+    p.add_argument("--frames", type=int, default=8, help="frames of --training-data videos")
+    p.add_argument("--size", type=int, default=32, help="size of --training-data videos")
+    p.add_argument("--seed", type=int, default=0, help="seed of --training-data videos")
+    p.add_argument("--out", default=None, help="folder for --training-data videos")
+    p.set_defaults(func=_friendly(_run_eval))
+
+    p = add_command(subparsers, "demo", "the main job: train the default VideoUNet on bouncing disks from scratch, "
+                                        "sample 32 videos, score them, print where everything is (~15 min on 2 cores)")
+    _add_config_flags(p)
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo's training")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_friendly(_run_demo))

@@ -1,0 +1,118 @@
+"""The configuration of a diffusion run: one small dataclass, saved as JSON beside every output."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..models.configs import DictConfig
+from ..models.video_unet import PRESETS, VideoUNetConfig
+from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
+
+__all__ = ["TrainConfig", "DATA_KINDS", "load_config_file"]
+
+DATA_KINDS = ("disks", "mnist", "folder")
+
+
+@dataclass
+class TrainConfig(DictConfig):
+    """Everything ``spacetime train`` needs; every field is also a command-line flag.
+
+    ``model`` names a preset of :data:`spacetime.models.video_unet.PRESETS`; ``model_overrides``
+    changes its fields (``{"channels": [32, 64]}``). ``batch_size`` is the global batch, split
+    evenly over the processes of a ``torchrun`` job.
+    """
+
+    # model
+    model: str = "small"
+    model_overrides: dict = field(default_factory=dict)
+    # data
+    data: str = "disks"
+    data_path: str | None = None
+    frames: int = 8
+    size: int = 32
+    digit_size: int = 12
+    channels: int = 1
+    # diffusion
+    timesteps: int = 1000
+    schedule: str = "cosine"
+    prediction: str = "v_prediction"
+    # optimisation
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    # bookkeeping
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 200
+    time_limit: float | None = None  # minutes; stop (with a checkpoint) at the first step past it
+    # sampling (used by demo and as sample's defaults)
+    sampler: str = "ddim"
+    sample_steps: int = 50
+    num_samples: int = 32
+
+    def __post_init__(self):
+        if self.model not in PRESETS:
+            raise ValueError(f"model must be one of the presets {sorted(PRESETS)}; got {self.model!r}")
+        if self.data not in DATA_KINDS:
+            raise ValueError(f"data must be one of {DATA_KINDS}; got {self.data!r}")
+        if self.data != "disks" and not self.data_path:
+            raise ValueError(f"data={self.data!r} needs data_path (a .npy file or a folder of videos)")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}; got {self.schedule!r}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}; got {self.prediction!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}; got {self.sampler!r}")
+        for name in ("frames", "size", "steps", "batch_size", "timesteps", "log_every", "checkpoint_every",
+                     "sample_steps", "num_samples", "channels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ValueError(f"time_limit must be a positive number of minutes or None; got {self.time_limit!r}")
+        if self.lr <= 0 or not 0 <= self.ema_decay < 1:
+            raise ValueError(f"lr must be > 0 and ema_decay in [0, 1); got lr={self.lr}, ema_decay={self.ema_decay}")
+        down = self.unet_config().downsample  # also validates the overrides
+        if self.size % down:
+            raise ValueError(f"size must be a multiple of {down} for model {self.model!r} (patch and levels); "
+                             f"got size={self.size}")
+        if self.data == "disks" and self.size <= self.digit_size:
+            raise ValueError(f"size must exceed digit_size; got size={self.size}, digit_size={self.digit_size}")
+
+    def unet_config(self) -> VideoUNetConfig:
+        base = PRESETS[self.model].to_dict()
+        unknown = sorted(set(self.model_overrides) - set(base))
+        if unknown:
+            raise ValueError(f"model_overrides has unknown fields {unknown}; known: {sorted(base)}")
+        return VideoUNetConfig.from_dict({**base, **self.model_overrides, "in_channels": self.channels})
+
+    def save(self, path) -> Path:
+        from ..io.files import atomic_write_text
+
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def load_config_file(path) -> dict:
+    """A JSON (``.json``) or YAML (``.yaml``/``.yml``) mapping of :class:`TrainConfig` fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path}: not found")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:
+        raise ValueError(f"config file {path}: cannot parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path}: expected a mapping of config fields; got {type(data).__name__}")
+    return data

@@ -1,0 +1,68 @@
+"""Noise schedules and the diffusers schedulers that use them.
+
+Sampling and the forward process are diffusers' (``DDPMScheduler``, ``DDIMScheduler``,
+``DPMSolverMultistepScheduler``); this module only builds them from a small description and
+provides text 004's cosine schedule as explicit betas.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["cosine_beta_schedule", "SCHEDULES", "SAMPLERS", "PREDICTIONS", "make_scheduler"]
+
+#: beta schedules: ``"cosine"`` is text 004's (clamped to [1e-4, 0.999]); the others are diffusers' names
+SCHEDULES = ("cosine", "squaredcos_cap_v2", "linear", "scaled_linear")
+SAMPLERS = ("ddpm", "ddim", "dpm")
+PREDICTIONS = ("epsilon", "v_prediction")
+
+
+def cosine_beta_schedule(timesteps: int, s: float = 0.008) -> Tensor:
+    """Text 004's cosine schedule: ``(timesteps,)`` betas from ``alphā(t) = cos²(((t/T) + s) / (1 + s) · π/2)``.
+
+    ``alphā`` is normalised to 1 at ``t = 0``; each beta is ``1 - alphā(t+1) / alphā(t)``, clamped
+    to ``[1e-4, 0.999]``.
+    """
+    if not isinstance(timesteps, int) or timesteps < 1:
+        raise ValueError(f"timesteps must be a positive int; got {timesteps!r}")
+    x = torch.linspace(0, timesteps, timesteps + 1)
+    alphas_cumprod = torch.cos(((x / timesteps) + s) / (1 + s) * math.pi * 0.5) ** 2
+    alphas_cumprod = alphas_cumprod / alphas_cumprod[0]
+    betas = 1 - alphas_cumprod[1:] / alphas_cumprod[:-1]
+    return torch.clamp(betas, 0.0001, 0.999)
+
+
+def make_scheduler(sampler: str = "ddim", *, num_train_timesteps: int = 1000, schedule: str = "cosine",
+                   prediction_type: str = "v_prediction"):
+    """A diffusers scheduler for training (``add_noise``, ``get_velocity``) and sampling (``step``).
+
+    Args:
+        sampler: ``"ddpm"``, ``"ddim"`` or ``"dpm"`` (DPM-Solver++ multistep).
+        num_train_timesteps: length of the training schedule.
+        schedule: one of :data:`SCHEDULES`; ``"cosine"`` passes text 004's betas to diffusers.
+        prediction_type: ``"epsilon"`` or ``"v_prediction"``.
+    """
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}; got {sampler!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
+    if prediction_type not in PREDICTIONS:
+        raise ValueError(f"prediction_type must be one of {PREDICTIONS}; got {prediction_type!r}")
+    if not isinstance(num_train_timesteps, int) or num_train_timesteps < 2:
+        raise ValueError(f"num_train_timesteps must be an int >= 2; got {num_train_timesteps!r}")
+    kwargs = {"num_train_timesteps": num_train_timesteps, "prediction_type": prediction_type}
+    if schedule == "cosine":
+        kwargs["trained_betas"] = cosine_beta_schedule(num_train_timesteps).numpy()
+    else:
+        kwargs["beta_schedule"] = schedule
+    if sampler == "ddpm":
+        return DDPMScheduler(**kwargs, clip_sample=True)
+    if sampler == "ddim":  # "trailing" spacing starts few-step sampling at the last (pure-noise) timestep
+        return DDIMScheduler(**kwargs, clip_sample=True, set_alpha_to_one=True, timestep_spacing="trailing")
+    return DPMSolverMultistepScheduler(**kwargs, algorithm_type="dpmsolver++", timestep_spacing="trailing",
+                                       thresholding=False, lower_order_final=True)

@@ -1,0 +1,277 @@
+"""Training a video diffusion model: one process or a ``torchrun`` job (DDP, gloo on CPU, nccl on GPU).
+
+:func:`train` writes into ``out_dir``: ``config.json``, ``log.csv``, ``loss.png`` and
+``checkpoints/`` (``step-NNNNNN.safetensors`` with ``model.*`` and ``ema.*`` weights and the
+configs in the metadata, ``step-NNNNNN.state.pt`` with the optimizer, step, data position and
+every RNG, and ``latest.json`` naming the newest pair, written last). Only rank 0 writes.
+``resume=True`` continues from ``latest.json`` bit-exactly (same process count).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import Dataset, DistributedSampler
+
+from ..data.bouncing import BouncingDisks
+from ..io.checkpoint import CheckpointError, latest_checkpoint, load_state, load_weights, save_step_checkpoint
+from ..io.files import atomic_write_text, save_figure
+from ..models.video_unet import VideoUNet, VideoUNetConfig
+from .config import TrainConfig
+from .schedules import make_scheduler
+
+__all__ = ["train", "make_dataset", "load_model", "WEIGHTS_KIND", "STATE_KIND"]
+
+WEIGHTS_KIND = "video_diffusion"
+STATE_KIND = "video_diffusion_train_state"
+
+
+def make_dataset(cfg: TrainConfig) -> Dataset:
+    """The training videos the config names, items ``(C, T, H, W)`` in [0, 1]."""
+    if cfg.data == "disks":
+        return BouncingDisks(num_frames=cfg.frames, size=cfg.size, digit_size=cfg.digit_size, seed=cfg.seed)
+    if cfg.data == "mnist":
+        from ..data.moving_mnist import MovingMNIST
+
+        return MovingMNIST(cfg.data_path, num_frames=cfg.frames, size=cfg.size)
+    from ..data.video_folder import VideoFolder
+
+    return VideoFolder(cfg.data_path, num_frames=cfg.frames, size=cfg.size, grayscale=cfg.channels == 1)
+
+
+def load_model(path, which: str = "ema") -> tuple[VideoUNet, dict]:
+    """A :class:`VideoUNet` with the ``"ema"`` (default) or ``"model"`` weights of a checkpoint, and its metadata."""
+    if which not in ("ema", "model"):
+        raise ValueError(f"which must be 'ema' or 'model'; got {which!r}")
+    path, _ = latest_checkpoint(path)
+    tensors, meta = load_weights(path, kind=WEIGHTS_KIND)
+    model = VideoUNet(VideoUNetConfig.from_dict(meta["model_config"]))
+    prefix = which + "."
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit its model config: {exc}") from None
+    return model.eval(), meta
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _lr(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to 10% at the last step."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _plot_loss(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    loss = [r["loss"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(steps, loss, lw=0.8, alpha=0.5, label="loss (per log interval)")
+    if len(loss) >= 10:
+        k = max(2, len(loss) // 20)
+        smooth = [sum(loss[max(0, i - k + 1):i + 1]) / len(loss[max(0, i - k + 1):i + 1]) for i in range(len(loss))]
+        ax.plot(steps, smooth, lw=1.6, label=f"running mean of {k}")
+    ax.set_xlabel("step"), ax.set_ylabel("MSE"), ax.set_yscale("log"), ax.grid(alpha=0.3), ax.legend()
+    ax.set_title("training loss")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _write_log(rows: list[dict], path: Path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["step", "loss", "lr", "seconds", "videos_per_s"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _read_log(path: Path, upto: int) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{"step": int(r["step"]), "loss": float(r["loss"]), "lr": float(r["lr"]), "seconds": float(r["seconds"]),
+                 "videos_per_s": float(r["videos_per_s"])} for r in csv.DictReader(f) if int(r["step"]) <= upto]
+
+
+def _save_checkpoint(ckpt_dir: Path, cfg: TrainConfig, model, ema, state: dict) -> Path:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    meta = {"kind": WEIGHTS_KIND, "step": state["step"], "model_config": model.config.to_dict(),
+            "train_config": cfg.to_dict()}
+    return save_step_checkpoint(ckpt_dir, state["step"], tensors, meta, state)
+
+
+def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None = None) -> dict:
+    """Train ``cfg`` into ``out_dir``; return a summary (final step, loss, seconds, checkpoint path).
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) it joins the process group, wraps the model in
+    DistributedDataParallel, shards the data with a DistributedSampler and lets rank 0 write.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    world_env = int(os.environ.get("WORLD_SIZE", "1"))
+    started_group = False
+    if world_env > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        started_group = True
+    rank, world = _dist_info()
+    try:
+        if cfg.batch_size % world:
+            raise ValueError(f"batch_size ({cfg.batch_size}) must be divisible by the number of processes ({world})")
+        per_rank = cfg.batch_size // world
+        dataset = make_dataset(cfg)
+        if len(dataset) < cfg.batch_size:
+            raise ValueError(f"the dataset holds {len(dataset)} videos, fewer than batch_size={cfg.batch_size}")
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
+                                     drop_last=True)
+
+        cuda = torch.cuda.is_available()
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        model = VideoUNet(cfg.unet_config()).to(device)
+        ema = copy.deepcopy(model).requires_grad_(False)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        noise_sched = make_scheduler("ddpm", num_train_timesteps=cfg.timesteps, schedule=cfg.schedule,
+                                     prediction_type=cfg.prediction)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
+        step, epoch, batch_in_epoch = 0, 0, 0
+        ckpt_dir = out_dir / "checkpoints"
+        if resume:
+            if not (ckpt_dir / "latest.json").is_file():
+                raise CheckpointError(f"cannot resume: {ckpt_dir / 'latest.json'} not found "
+                                      f"(no finished checkpoint in {out_dir})")
+            weights_path, state_path = latest_checkpoint(ckpt_dir)
+            tensors, meta = load_weights(weights_path, kind=WEIGHTS_KIND)
+            if meta["model_config"] != model.config.to_dict():
+                raise CheckpointError(f"checkpoint {weights_path}: model config differs from this run's")
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
+            state = load_state(state_path, kind=STATE_KIND)
+            if state["world_size"] != world:
+                raise ValueError(f"checkpoint was written by {state['world_size']} processes; resuming with {world}")
+            optimizer.load_state_dict(state["optimizer"])
+            step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            torch.set_rng_state(state["torch_rng"])
+            gen.set_state(state["noise_rng"][rank])
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+            if world > 1 else model
+        if rank == 0:
+            cfg.save(out_dir / "config.json")
+        rows = _read_log(out_dir / "log.csv", step) if (resume and rank == 0) else []
+        summary = {"start_step": step}
+
+        quiet = rank != 0 or (not sys.stderr.isatty() if progress is None else not progress)
+        bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=quiet, dynamic_ncols=True)
+        t_start, t_log, loss_acc, n_acc = time.perf_counter(), time.perf_counter(), 0.0, 0
+        model.train()
+        while step < cfg.steps:
+            sampler.set_epoch(epoch)
+            order = list(sampler)
+            batches = [order[i:i + per_rank] for i in range(0, len(order) - per_rank + 1, per_rank)]
+            for bi in range(batch_in_epoch, len(batches)):
+                x0 = torch.stack([dataset[i] for i in batches[bi]]) * 2 - 1  # (b, c, t, h, w) in [-1, 1]
+                noise = torch.randn(x0.shape, generator=gen)  # drawn on the CPU: the same on any device
+                t = torch.randint(0, cfg.timesteps, (x0.shape[0],), generator=gen)
+                x0, noise, t = x0.to(device), noise.to(device), t.to(device)
+                xt = noise_sched.add_noise(x0, noise, t)
+                target = noise if cfg.prediction == "epsilon" else noise_sched.get_velocity(x0, noise, t)
+                for group in optimizer.param_groups:
+                    group["lr"] = _lr(cfg, step)
+                loss = F.mse_loss(net(xt, t), target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+                with torch.no_grad():
+                    for pe, pm in zip(ema.parameters(), model.parameters()):
+                        pe.lerp_(pm, 1 - decay)
+                    for be, bm in zip(ema.buffers(), model.buffers()):
+                        be.copy_(bm)
+                step, batch_in_epoch = step + 1, bi + 1
+                out_of_time = cfg.time_limit is not None and _past(t_start, cfg.time_limit, world, device)
+                loss_value = loss.detach().float()
+                if world > 1:
+                    dist.all_reduce(loss_value)
+                    loss_value /= world
+                loss_acc, n_acc = loss_acc + loss_value.item(), n_acc + 1
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == cfg.steps or out_of_time:
+                    now = time.perf_counter()
+                    rows.append({"step": step, "loss": loss_acc / n_acc, "lr": _lr(cfg, step - 1),
+                                 "seconds": round(now - t_start, 3),
+                                 "videos_per_s": round(n_acc * cfg.batch_size / max(now - t_log, 1e-9), 3)})
+                    bar.set_postfix(loss=f"{loss_acc / n_acc:.4f}", vid_s=f"{rows[-1]['videos_per_s']:.1f}")
+                    t_log, loss_acc, n_acc = now, 0.0, 0
+                    if rank == 0:
+                        _write_log(rows, out_dir / "log.csv")
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
+                    rng_states = [gen.get_state()]
+                    if world > 1:
+                        rng_states = [None] * world
+                        dist.all_gather_object(rng_states, gen.get_state())
+                    if rank == 0:
+                        state = {"kind": STATE_KIND, "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                                 "world_size": world, "optimizer": optimizer.state_dict(),
+                                 "torch_rng": torch.get_rng_state(), "noise_rng": rng_states,
+                                 "config": cfg.to_dict()}
+                        summary["checkpoint"] = str(_save_checkpoint(ckpt_dir, cfg, model, ema, state))
+                        _plot_loss(rows, out_dir / "loss.png")
+                if step >= cfg.steps or out_of_time:
+                    break
+            else:
+                epoch, batch_in_epoch = epoch + 1, 0
+                continue
+            break
+        bar.close()
+        if world > 1:
+            summary["ranks_agree"] = _ranks_agree(model)
+        summary.update({"stopped_by_time_limit": step < cfg.steps, "step": step,
+                        "loss": rows[-1]["loss"] if rows else float("nan"),
+                        "seconds": time.perf_counter() - t_start, "world_size": world, "out_dir": str(out_dir)})
+        return summary
+    finally:
+        if started_group:
+            dist.destroy_process_group()
+
+
+def _past(t_start: float, minutes: float, world: int, device) -> bool:
+    """Whether the time limit has passed (rank 0's clock decides, so every rank stops at the same step)."""
+    flag = torch.tensor([int(time.perf_counter() - t_start > 60 * minutes)], device=device)
+    if world > 1:
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def _ranks_agree(model) -> bool:
+    """Whether every rank holds exactly rank 0's parameters (DDP keeps them in step)."""
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    reference = flat.clone()
+    dist.broadcast(reference, src=0)
+    same = torch.tensor([int(torch.equal(flat, reference))], device=flat.device)
+    dist.all_reduce(same, op=dist.ReduceOp.MIN)
+    return bool(same.item())

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import torch
+
+from spacetime.data.bouncing import BouncingDisks, create_dataset, create_moving_mnist_video, disk_stamp
+
+
+def text_video(num_frames=16, size=32, digit_size=12):
+    """Text 004's generator, restated plainly: global np.random, loops over the stamp's pixels."""
+    video = np.zeros((num_frames, size, size), dtype=np.float32)
+    x, y = np.random.randint(0, size - digit_size), np.random.randint(0, size - digit_size)
+    vx, vy = np.random.choice([-2, -1, 1, 2]), np.random.choice([-2, -1, 1, 2])
+    digit = np.zeros((digit_size, digit_size), dtype=np.float32)
+    c = digit_size // 2
+    for i in range(digit_size):
+        for j in range(digit_size):
+            digit[i, j] = 1.0 if ((i - c) ** 2 + (j - c) ** 2) ** 0.5 < c else 0.0
+    for t in range(num_frames):
+        video[t, y:y + digit_size, x:x + digit_size] = digit
+        x, y = x + vx, y + vy
+        if x <= 0 or x >= size - digit_size:
+            vx, x = -vx, max(0, min(size - digit_size, x))
+        if y <= 0 or y >= size - digit_size:
+            vy, y = -vy, max(0, min(size - digit_size, y))
+    return video
+
+
+def test_create_dataset_equals_the_text_under_the_global_seed():
+    np.random.seed(7)
+    expected = np.stack([text_video(8, 32) for _ in range(64)])[:, None]
+    np.random.seed(7)
+    got = create_dataset(num_videos=64, num_frames=8, size=32)
+    assert got.shape == (64, 1, 8, 32, 32) and got.dtype == torch.float32
+    assert np.array_equal(got.numpy(), expected)
+
+
+def test_create_moving_mnist_video_defaults_and_private_rng():
+    np.random.seed(1)
+    expected = text_video()
+    np.random.seed(1)
+    assert np.array_equal(create_moving_mnist_video(), expected)
+    a = create_moving_mnist_video(rng=np.random.default_rng(3))
+    b = create_moving_mnist_video(rng=np.random.default_rng(3))
+    assert np.array_equal(a, b) and a.shape == (16, 32, 32)
+
+
+def test_every_frame_holds_the_whole_disk():
+    stamp_area = disk_stamp(12).sum()
+    videos = create_dataset(50, 12, 32, rng=np.random.default_rng(0))
+    assert torch.all(videos.sum(dim=(-1, -2)) == stamp_area)
+
+
+@pytest.mark.parametrize("frames, size, digit", [(1, 20, 6), (5, 17, 8), (24, 64, 12)])
+def test_bouncing_disks_any_shape_and_seeded_per_index(frames, size, digit):
+    ds = BouncingDisks(length=100, num_frames=frames, size=size, digit_size=digit, seed=5)
+    v = ds[17]
+    assert v.shape == (1, frames, size, size)
+    assert torch.equal(v, BouncingDisks(length=100, num_frames=frames, size=size, digit_size=digit, seed=5)[17])
+    assert not torch.equal(ds[17], ds[18]) or frames == 1
+    pos = ds.positions(17)
+    assert pos.min() >= 0 and pos.max() <= size - digit
+
+
+def test_bouncing_disks_bad_arguments():
+    with pytest.raises(ValueError, match="size must exceed digit_size"):
+        BouncingDisks(size=10, digit_size=12)
+    with pytest.raises(ValueError, match="num_frames must be an int >= 1"):
+        BouncingDisks(num_frames=0)
+    with pytest.raises(IndexError, match="index must be in"):
+        BouncingDisks(length=3)[3]

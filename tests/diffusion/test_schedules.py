@@ -1,0 +1,51 @@
+import math
+
+import pytest
+import torch
+
+from spacetime.diffusion.schedules import cosine_beta_schedule, make_scheduler
+
+
+def text_cosine(timesteps, s=0.008):
+    f = [math.cos(((t / timesteps) + s) / (1 + s) * math.pi / 2) ** 2 for t in range(timesteps + 1)]
+    return [min(max(1 - f[t + 1] / f[t], 1e-4), 0.999) for t in range(timesteps)]
+
+
+def test_cosine_schedule_matches_the_text():
+    betas = cosine_beta_schedule(500)
+    assert betas.shape == (500,) and betas.dtype == torch.float32
+    assert torch.allclose(betas, torch.tensor(text_cosine(500)), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm"])
+def test_schedulers_use_the_text_betas(sampler):
+    sched = make_scheduler(sampler, num_train_timesteps=500, schedule="cosine", prediction_type="epsilon")
+    assert torch.allclose(sched.betas.float(), cosine_beta_schedule(500), atol=1e-7)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_add_noise_is_the_ddpm_forward_process(sampler):
+    sched = make_scheduler(sampler, num_train_timesteps=500, schedule="cosine", prediction_type="epsilon")
+    x0, noise = torch.randn(3, 1, 4, 8, 8), torch.randn(3, 1, 4, 8, 8)
+    t = torch.tensor([0, 250, 499])
+    a = torch.cumprod(1 - cosine_beta_schedule(500), 0)[t].view(-1, 1, 1, 1, 1)
+    expected = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    assert torch.allclose(sched.add_noise(x0, noise, t), expected, atol=1e-5)
+
+
+def test_v_prediction_target():
+    sched = make_scheduler("ddpm", num_train_timesteps=100, prediction_type="v_prediction")
+    x0, noise, t = torch.randn(2, 1, 2, 4, 4), torch.randn(2, 1, 2, 4, 4), torch.tensor([10, 90])
+    a = sched.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+    assert torch.allclose(sched.get_velocity(x0, noise, t), a.sqrt() * noise - (1 - a).sqrt() * x0, atol=1e-5)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        make_scheduler("euler")
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        make_scheduler("ddim", schedule="sigmoid")
+    with pytest.raises(ValueError, match="prediction_type must be one of"):
+        make_scheduler("ddim", prediction_type="sample")
+    with pytest.raises(ValueError, match="timesteps must be a positive int"):
+        cosine_beta_schedule(0)

@@ -1,0 +1,156 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from spacetime.cli import main
+from spacetime.data.bouncing import BouncingDisks
+from spacetime.diffusion.config import TrainConfig
+from spacetime.diffusion.schedules import make_scheduler
+from spacetime.diffusion.train import load_model, train
+from spacetime.io import CheckpointError, load_weights
+from spacetime.io.video import read_gif, read_video
+from spacetime.models.video_unet import VideoUNet
+
+TINY = dict(model="tiny", frames=4, size=16, digit_size=6, batch_size=4, log_every=1, warmup_steps=2)
+
+
+def test_tiny_model_overfits_one_batch():
+    torch.manual_seed(0)
+    model = VideoUNet.from_preset("tiny")
+    data = BouncingDisks(num_frames=4, size=16, digit_size=6)
+    x0 = torch.stack([data[0], data[1]]) * 2 - 1
+    sched = make_scheduler("ddpm", num_train_timesteps=100)
+    noise, t = torch.randn_like(x0), torch.tensor([20, 60])
+    xt, target = sched.add_noise(x0, noise, t), sched.get_velocity(x0, noise, t)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(100):
+        loss = torch.nn.functional.mse_loss(model(xt, t), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.05 * losses[0]
+
+
+@pytest.mark.slow
+def test_resume_is_bit_exact(tmp_path):
+    cfg = TrainConfig(**TINY, steps=6, checkpoint_every=3)
+    train(cfg, tmp_path / "straight", progress=False)
+    interrupted = TrainConfig(**{**TINY, "steps": 6, "checkpoint_every": 3})
+    # run 3 steps, as if killed after the checkpoint at step 3, then resume to 6
+    train(TrainConfig(**{**TINY, "steps": 3, "checkpoint_every": 3}), tmp_path / "resumed", progress=False)
+    torch.manual_seed(123)  # a different global RNG state must not matter: it is restored
+    summary = train(interrupted, tmp_path / "resumed", resume=True, progress=False)
+    assert summary["start_step"] == 3 and summary["step"] == 6
+    a, _ = load_weights(tmp_path / "straight" / "checkpoints" / "step-000006.safetensors")
+    b, _ = load_weights(tmp_path / "resumed" / "checkpoints" / "step-000006.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # model and EMA weights
+    rows = (tmp_path / "resumed" / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_train_sample_eval_cli_end_to_end(tmp_path, capsys):
+    run, samples = tmp_path / "run", tmp_path / "samples"
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({**TINY, "steps": 2, "lr": 1e-3}))
+    assert main(["train", "--config", str(tmp_path / "cfg.yaml"), "--steps", "3", "--out", str(run), "--quiet"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["steps"] == 3 and saved["lr"] == 1e-3 and saved["model"] == "tiny"  # flags override the file
+    assert (run / "loss.png").stat().st_size > 0 and len((run / "log.csv").read_text().splitlines()) == 4
+    assert main(["sample", "--checkpoint", str(run), "--num", "2", "--steps", "3", "--out", str(samples),
+                 "--quiet"]) == 0
+    videos = np.load(samples / "samples.npy")
+    assert videos.shape == (2, 1, 4, 16, 16)
+    expected = (np.clip(videos[1, 0], 0, 1) * 255 + 0.5).astype(np.uint8)
+    assert np.array_equal(read_gif(samples / "video_001.gif"), expected)
+    assert read_video(samples / "video_000.mp4", grayscale=True).shape == (4, 64, 64)
+    assert (samples / "grid.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((samples / "sample_config.json").read_text())["steps"] == 3
+    assert main(["eval", str(samples), "--digit-size", "6"]) == 0
+    report = json.loads((samples / "eval.json").read_text())
+    assert report["num_videos"] == 2 and 0 <= report["plausible_fraction"] <= 1
+    assert "plausible:" in capsys.readouterr().out
+    model, meta = load_model(run)
+    assert meta["step"] == 3 and not model.training
+
+
+def test_eval_cli_on_training_data(tmp_path, capsys):
+    assert main(["eval", "--training-data", "20", "--out", str(tmp_path)]) == 0
+    assert "plausible: 20/20 = 100.0%" in capsys.readouterr().out
+
+
+def test_bad_checkpoints_and_configs_fail_clearly(tmp_path):
+    with pytest.raises(CheckpointError, match="without checkpoints/latest.json"):
+        load_model(tmp_path)
+    (tmp_path / "x.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="x.safetensors: not a readable safetensors file"):
+        load_model(tmp_path / "x.safetensors")
+    from spacetime.io import save_weights
+
+    save_weights(tmp_path / "other.safetensors", {"w": torch.zeros(1)}, {"kind": "video_classifier"})
+    with pytest.raises(CheckpointError, match="holds a 'video_classifier' checkpoint; expected 'video_diffusion'"):
+        load_model(tmp_path / "other.safetensors")
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        train(TrainConfig(**TINY, steps=1), tmp_path / "fresh", resume=True, progress=False)
+    with pytest.raises(ValueError, match="data='folder' needs data_path"):
+        TrainConfig(data="folder")
+    with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+        TrainConfig.from_dict({"stepz": 3})
+    with pytest.raises(ValueError, match="model_overrides has unknown fields"):
+        TrainConfig(model_overrides={"width": 3})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no clip of 4 frames among 0 video file"):
+        train(TrainConfig(**{**TINY, "data": "folder", "data_path": str(tmp_path / "empty")}, steps=1),
+              tmp_path / "r", progress=False)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_end_with_identical_parameters(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "spacetime",
+           "train", "--model", "tiny", "--frames", "4", "--size",
+           "16", "--digit-size", "6", "--batch-size", "4", "--steps", "3", "--log-every", "1", "--out",
+           str(tmp_path / "ddp"), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "parameters identical on all 2 ranks: True" in done.stdout
+    assert (tmp_path / "ddp" / "checkpoints" / "step-000003.safetensors").exists()
+    assert json.loads((tmp_path / "ddp" / "config.json").read_text())["batch_size"] == 4
+
+
+@pytest.mark.parametrize("kind", ["mnist", "folder"])
+def test_train_on_user_data(tmp_path, kind):
+    from spacetime.data.bouncing import create_dataset
+    from spacetime.io.video import write_gif
+
+    videos = create_dataset(4, 6, 32, rng=np.random.default_rng(0)).numpy()[:, 0]
+    if kind == "mnist":
+        path = tmp_path / "mm.npy"
+        np.save(path, (videos.transpose(1, 0, 2, 3) * 255).astype(np.uint8))  # (T, N, H, W)
+    else:
+        path = tmp_path / "videos"
+        for i, v in enumerate(videos):
+            write_gif(path / f"{i}.gif", v)
+    cfg = TrainConfig(**{**TINY, "data": kind, "data_path": str(path), "size": 16, "frames": 4}, steps=2)
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["step"] == 2 and np.isfinite(summary["loss"])
+
+
+def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
+    assert main(["train", "--size", "30", "--out", str(tmp_path / "r")]) == 2
+    assert "size must be a multiple of 8" in capsys.readouterr().err
+    assert main(["sample", "--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path / "s")]) == 2
+    assert "nothing: file not found" in capsys.readouterr().err
+    (tmp_path / "v.npy").write_bytes(b"junk")
+    assert main(["eval", str(tmp_path / "v.npy")]) == 2
+    assert "v.npy: not a readable .npy array" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--model", "tiny", "--data", "folder", "--data-path", str(tmp_path / "empty"),
+                 "--out", str(tmp_path / "r2")]) == 2
+    assert "no clip of 8 frames among 0 video file" in capsys.readouterr().err
