@@ -1,0 +1,118 @@
+"""Global motion of a video by phase correlation (pure functions).
+
+Shifts are ``(dx, dy)`` in pixels, ``x`` to the right and ``y`` down (the camera axes of
+:mod:`spacetime.ops.camera`). Two different things move:
+
+* **content shift**: how the picture moves from frame to frame, ``frame_{t+1}(y, x) ~
+  frame_t(y - dy, x - dx)`` (:func:`phase_correlation`, :func:`frame_shifts`);
+* **camera translation**: how the camera (the viewing window) moves. A camera moving right
+  by ``p`` pixels makes a static scene's content move left by ``p``:
+  camera translation = ``-`` content shift (:func:`camera_translation`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .layout import check_video, to_channels_last
+
+__all__ = ["phase_correlation", "frame_shifts", "camera_translation", "translation_error"]
+
+
+def _hann(n: int, like: Tensor) -> Tensor:
+    return torch.hann_window(n, periodic=False, dtype=like.dtype, device=like.device) if n > 2 else like.new_ones(n)
+
+
+def _parabolic(before: Tensor, peak: Tensor, after: Tensor) -> Tensor:
+    """Offset in ``[-0.5, 0.5]`` of a parabola's vertex through three neighbouring samples."""
+    curvature = before - 2 * peak + after
+    offset = 0.5 * (before - after) / torch.where(curvature.abs() > 1e-12, curvature, torch.ones_like(curvature))
+    return torch.where(curvature < -1e-12, offset.clamp(-0.5, 0.5), torch.zeros_like(offset))
+
+
+def phase_correlation(a: Tensor, b: Tensor, *, window: bool = True, eps: float = 1e-8) -> Tensor:
+    """Global translation of ``b``'s content relative to ``a`` by phase correlation.
+
+    Args:
+        a, b: ``(..., H, W)`` images of one size (any leading batch axes).
+        window: apply a Hann window first, which suppresses the edges where content enters
+            and leaves (the motion of a moving camera is not circular).
+        eps: regulariser of the normalised cross-power spectrum.
+
+    Returns:
+        ``(..., 2)`` shifts ``(dx, dy)`` in pixels, sub-pixel by a parabolic fit around the
+        correlation peak: ``b(y, x) ~ a(y - dy, x - dx)``. Shifts beyond half the image size
+        alias (a shift of ``W - 1`` reads as ``-1``).
+    """
+    for name, x in (("a", a), ("b", b)):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape (..., H, W); got {type(x).__name__}")
+        if x.ndim < 2 or min(x.shape[-2:]) < 3:
+            raise ValueError(f"{name} must have shape (..., H, W) with H, W >= 3; got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must be floating point; got dtype {x.dtype}")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape; got {tuple(a.shape)} and {tuple(b.shape)}")
+    h, w = a.shape[-2:]
+    dtype = a.dtype
+    a = a.double() - a.double().mean((-2, -1), keepdim=True)
+    b = b.double() - b.double().mean((-2, -1), keepdim=True)
+    if window:
+        win = _hann(h, a)[:, None] * _hann(w, a)[None, :]
+        a, b = a * win, b * win
+    cross = torch.fft.fft2(b) * torch.fft.fft2(a).conj()
+    corr = torch.fft.ifft2(cross / (cross.abs() + eps)).real  # (..., h, w), peaks at the shift
+    flat = corr.flatten(-2).argmax(-1)
+    py, px = flat // w, flat % w
+
+    def at(dy: int, dx: int) -> Tensor:
+        index = (((py + dy) % h) * w + (px + dx) % w)[..., None]
+        return corr.flatten(-2).gather(-1, index)[..., 0]
+
+    centre = at(0, 0)
+    fy = _parabolic(at(-1, 0), centre, at(1, 0))
+    fx = _parabolic(at(0, -1), centre, at(0, 1))
+    sy = torch.where(py > h // 2, py - h, py).double() + fy
+    sx = torch.where(px > w // 2, px - w, px).double() + fx
+    return torch.stack([sx, sy], -1).to(dtype)
+
+
+def frame_shifts(video: Tensor, layout: str = "bcthw", *, window: bool = True) -> Tensor:
+    """Content shift ``(dx, dy)`` from each frame to the next: ``(B, T-1, 2)`` pixels.
+
+    ``video`` is ``(B, C, T, H, W)`` (or another ``layout``); channels are averaged first.
+    """
+    b, t, h, w = check_video(video, layout, name="video")
+    if t < 2:
+        raise ValueError(f"video needs T >= 2 frames to measure motion; got T={t}")
+    gray = to_channels_last(video, layout).mean(-1)  # (b, t, h, w)
+    return phase_correlation(gray[:, :-1], gray[:, 1:], window=window)
+
+
+def camera_translation(video: Tensor, layout: str = "bcthw", *, window: bool = True) -> Tensor:
+    """Per-frame camera translation ``(dx, dy)`` of a static scene, ``(B, T-1, 2)`` pixels (``-`` content shift)."""
+    return -frame_shifts(video, layout, window=window)
+
+
+def translation_error(video: Tensor, positions: Tensor, layout: str = "bcthw", *, window: bool = True) -> Tensor:
+    """Mean per-frame error (pixels) between a video's camera motion and requested camera positions.
+
+    Args:
+        video: ``(B, C, T, H, W)`` (or ``layout``), a static scene seen by a moving camera.
+        positions: ``(B, T, 2)`` requested camera positions ``(x, y)`` in pixels; their
+            frame-to-frame differences are the requested translations.
+
+    Returns:
+        ``(B,)``: for each video the mean over its ``T-1`` steps of the Euclidean distance
+        between the estimated and the requested translation (pixels per frame).
+    """
+    b, t, _, _ = check_video(video, layout, name="video")
+    if not isinstance(positions, Tensor) or positions.shape != (b, t, 2):
+        got = tuple(positions.shape) if isinstance(positions, Tensor) else type(positions).__name__
+        raise ValueError(f"positions must have shape (B, T, 2) = {(b, t, 2)} to match the video; got {got}")
+    if not torch.isfinite(positions).all():
+        raise ValueError("positions must be finite (no NaN or inf)")
+    requested = positions[:, 1:].float() - positions[:, :-1].float()
+    estimated = camera_translation(video, layout, window=window).to(requested.device)
+    return (estimated - requested).norm(dim=-1).mean(-1)
