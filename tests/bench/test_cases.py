@@ -1,0 +1,80 @@
+"""Benchmark cases: every case runs, and the peers compute the same attention as spacetime."""
+
+import pytest
+import torch
+
+from spacetime.bench.cases import PATTERN_NAMES, Case, available_peers, peer_supports
+from spacetime.layers.attention import FactorizedAttention, MHAStyleAttention, SpaceTimeAttention
+
+SHAPE = [2, 3, 4, 5, 16, 2]
+OPTS = {"window": (2, 3, 3), "local": 1, "cross": 1}
+
+
+@pytest.mark.parametrize("name", PATTERN_NAMES)
+def test_every_case_runs_both_modes(name):
+    for impl in ("layer", "op") + available_peers():
+        if impl in ("mha", "explicit", "diffusers") and not peer_supports(impl, name):
+            continue
+        for backend in (["math", "sdpa"] if impl in ("layer", "op") else [None]):
+            case = Case({"impl": impl, "pattern": name, "backend": backend, "shape": SHAPE, "options": OPTS})
+            case.run("fwd")
+            case.run("fwdbwd")
+            params = [] if case.module is None else list(case.module.parameters())
+            assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
+
+
+def _ours(name, peer, seq_module):
+    """Our layer with the peer's weights (the peers use the seed texts' parameter names)."""
+    cls = MHAStyleAttention if peer == "mha" else SpaceTimeAttention
+    dim, heads = SHAPE[4], SHAPE[5]
+    case = Case({"impl": "layer", "pattern": name, "backend": "sdpa", "shape": SHAPE, "options": OPTS})
+    if name == "factorized":
+        ours = FactorizedAttention(dim, heads, attention_cls=cls)
+        ours.spatial_attn.load_state_dict(seq_module[0].attn.state_dict())
+        ours.temporal_attn.load_state_dict(seq_module[1].attn.state_dict())
+    else:
+        ours = cls(dim, heads, case.patterns[0])
+        ours.load_state_dict(seq_module[0].attn.state_dict())
+    return ours
+
+
+@pytest.mark.parametrize("peer", ["mha", "explicit"])
+@pytest.mark.parametrize("name", ["spatial", "temporal", "causal", "local", "factorized", "joint"])
+def test_peers_compute_the_same_attention(peer, name):
+    case = Case({"impl": peer, "pattern": name, "backend": None, "shape": SHAPE, "options": OPTS})
+    x = case.inputs[0]
+    ours = _ours(name, peer, case.module)
+    with torch.no_grad():
+        torch.testing.assert_close(case.module(x), ours(x), rtol=1e-4, atol=1e-5)
+
+
+def test_bad_specs_are_named():
+    with pytest.raises(ValueError, match="impl must be one of"):
+        Case({"impl": "flash", "pattern": "joint", "shape": SHAPE})
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Case({"impl": "layer", "pattern": "joint", "backend": "cuda", "shape": SHAPE})
+    with pytest.raises(ValueError, match="does not implement pattern 'window'"):
+        Case({"impl": "mha", "pattern": "window", "backend": None, "shape": SHAPE})
+    with pytest.raises(ValueError, match="mode must be"):
+        Case({"impl": "layer", "pattern": "joint", "backend": "sdpa", "shape": SHAPE}).run("train")
+
+
+@pytest.mark.skipif("diffusers" not in available_peers(), reason="diffusers is not installed")
+@pytest.mark.parametrize("name", ["spatial", "temporal", "factorized", "joint"])
+def test_diffusers_peer_computes_the_same_attention(name):
+    case = Case({"impl": "diffusers", "pattern": name, "backend": None, "shape": SHAPE, "options": OPTS})
+    dim, heads = SHAPE[4], SHAPE[5]
+    layers = []
+    for peer_layer in case.module:
+        a = peer_layer.attn
+        ours = SpaceTimeAttention(dim, heads, peer_layer.pattern)
+        ours.qkv.weight.data = torch.cat([a.to_q.weight, a.to_k.weight, a.to_v.weight]).detach().clone()
+        ours.qkv.bias.data = torch.cat([a.to_q.bias, a.to_k.bias, a.to_v.bias]).detach().clone()
+        ours.proj.load_state_dict(a.to_out[0].state_dict())
+        layers.append(ours)
+    x = case.inputs[0]
+    with torch.no_grad():
+        expected = x
+        for layer in layers:
+            expected = layer(expected)
+        torch.testing.assert_close(case.module(x), expected, rtol=1e-4, atol=1e-5)
