@@ -14,7 +14,10 @@ from . import __version__
 
 #: modules whose ``register(subparsers)`` adds subcommands, in the order ``--help`` lists them
 COMMAND_MODULES = [
+    "spacetime.diffusion.commands",
     "spacetime.tour",
+    "spacetime.classify",
+    "spacetime.bench.command",
 ]
 
 
