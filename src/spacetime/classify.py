@@ -31,6 +31,7 @@ from .data.motion_task import MotionTask
 from .io.checkpoint import CheckpointError, load_state, load_weights, save_state, save_weights
 from .io.files import atomic_write_text
 from .models.classifier import PRESETS, VARIANTS, VideoTransformer, VideoTransformerConfig
+from .models.configs import DictConfig
 
 __all__ = ["ClassifyConfig", "ClassFolders", "train", "evaluate", "load_classifier", "plot_confusion", "register"]
 
@@ -41,7 +42,7 @@ MEAN, STD = 0.45, 0.225
 
 
 @dataclass
-class ClassifyConfig:
+class ClassifyConfig(DictConfig):
     """A classification run. ``data`` is ``"motion"`` or the root of a folder-per-class dataset.
 
     ``time_encoding=None`` is ``"rope"``, or ``"none"`` for ``space_only`` (which takes no time
@@ -104,17 +105,6 @@ class ClassifyConfig:
             "tubelet": (self.tubelet_frames, self.patch, self.patch), "time_encoding": self.time_encoding,
             "space_encoding": self.space_encoding, "pool": self.pool, "rope_base": self.rope_base, "drop_path": self.drop_path,
         })
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ClassifyConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ClassifyConfig keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
 
 class ClassFolders(torch.utils.data.Dataset):

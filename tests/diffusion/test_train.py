@@ -100,7 +100,7 @@ def test_bad_checkpoints_and_configs_fail_clearly(tmp_path):
         train(TrainConfig(**TINY, steps=1), tmp_path / "fresh", resume=True, progress=False)
     with pytest.raises(ValueError, match="data='folder' needs data_path"):
         TrainConfig(data="folder")
-    with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
         TrainConfig.from_dict({"stepz": 3})
     with pytest.raises(ValueError, match="model_overrides has unknown fields"):
         TrainConfig(model_overrides={"width": 3})

@@ -78,5 +78,5 @@ def test_bad_input():
         model(torch.randn(2, 1, 2, 8, 8), torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="preset must be one of"):
         VideoUNet.from_preset("huge")
-    with pytest.raises(ValueError, match="unknown VideoUNetConfig fields"):
+    with pytest.raises(ValueError, match="unknown VideoUNetConfig keys"):
         VideoUNetConfig.from_dict({"chanels": [8]})

@@ -42,6 +42,7 @@ from ..layers.mlp import Mlp
 from ..ops.attention import attention
 from ..ops.layout import check_layout, check_video
 from ..ops.patterns import Joint, Spatial, Temporal, check_frame_mask
+from .configs import DictConfig
 
 __all__ = ["VideoTransformer", "VideoTransformerConfig", "ClassAttentionPool", "PRESETS", "VARIANTS",
            "video_transformer"]
@@ -68,7 +69,7 @@ def _pair(value, name: str) -> tuple[int, int]:
 
 
 @dataclass
-class VideoTransformerConfig:
+class VideoTransformerConfig(DictConfig):
     """Everything that defines a :class:`VideoTransformer` (saved as JSON beside checkpoints).
 
     ``num_frames`` and ``image_size`` are the clip the model is built for: they size the learned
@@ -147,17 +148,6 @@ class VideoTransformerConfig:
         if self.time_encoding != "rope":
             return None
         return "thw" if self.space_encoding == "rope" else "t"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> VideoTransformerConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown VideoTransformerConfig keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
 
 class ClassAttentionPool(nn.Module):

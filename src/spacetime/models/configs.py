@@ -20,5 +20,5 @@ class DictConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(known)}")
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
         return cls(**data)
