@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="rewrite the <!-- attention:begin/end --> block of this markdown file with the table")
     args = parser.parse_args(argv)
     if args.results:
-        check_block(args.results, "attention")  # fail now, not after the measurements
+        try:  # fail now, not after the measurements
+            check_block(args.results, "attention")
+        except ValueError as exc:
+            parser.error(f"--results: {exc}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     rate = matmul_rate(2048)

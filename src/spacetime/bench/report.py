@@ -20,6 +20,9 @@ def _block_pattern(name: str) -> re.Pattern:
 
 def check_block(path: str | Path, name: str) -> None:
     """Raise ``ValueError`` unless ``path`` holds exactly one ``<!-- name:begin -->`` ... ``<!-- name:end -->``."""
+    if not Path(path).is_file():
+        raise ValueError(f"results file {str(path)!r} does not exist; pass an existing markdown file with a "
+                         f"<!-- {name}:begin --> ... <!-- {name}:end --> block")
     found = len(_block_pattern(name).findall(Path(path).read_text()))
     if found != 1:
         raise ValueError(f"{path} must contain exactly one <!-- {name}:begin --> ... <!-- {name}:end --> block "
