@@ -32,3 +32,11 @@ def test_patterns_tour_runs_and_draws(tmp_path, capsys):
 def test_module_entry_point():
     done = subprocess.run([sys.executable, "-m", "spacetime", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("spacetime ")
+
+
+def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, capsys):
+    missing = tmp_path / "nope.safetensors"
+    for argv in (["classify", "eval", str(missing)], ["sample", "--checkpoint", str(missing)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"checkpoint {missing}: file not found" in err and "Traceback" not in err

@@ -76,22 +76,6 @@ def resolve_config(args, base: dict | None = None) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
-def _friendly(run):
-    """Run a command; a bad input (ValueError, TypeError, missing file) prints one clear line and exits 2."""
-    import functools
-    import sys
-
-    @functools.wraps(run)
-    def wrapped(args) -> int:
-        try:
-            return run(args)
-        except (ValueError, TypeError, FileNotFoundError) as exc:
-            print(f"spacetime {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-
-    return wrapped
-
-
 def _progress(args) -> bool | None:
     return False if getattr(args, "quiet", False) else None
 
@@ -249,7 +233,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="runs/train", help="output folder (config, log, loss curve, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue bit-exactly from OUT/checkpoints/latest.json")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_friendly(_run_train))
+    p.set_defaults(func=_run_train)
 
     p = add_command(subparsers, "sample", "generate videos from a checkpoint: GIF and MP4 per video, a PNG grid, .npy")
     p.add_argument("--checkpoint", required=True,
@@ -265,7 +249,7 @@ def register(subparsers) -> None:
     p.add_argument("--weights", choices=["ema", "model"], default="ema", help="which weights of the checkpoint")
     p.add_argument("--batch-size", type=int, default=32, help="videos denoised at once")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_friendly(_run_sample))
+    p.set_defaults(func=_run_sample)
 
     p = add_command(subparsers, "eval", "score bouncing-disk videos for physical plausibility (one training-size disk "
                                         "per frame, constant velocity changing only at walls)")
@@ -279,7 +263,7 @@ def register(subparsers) -> None:
     p.add_argument("--size", type=int, default=32, help="size of --training-data videos")
     p.add_argument("--seed", type=int, default=0, help="seed of --training-data videos")
     p.add_argument("--out", default=None, help="folder for --training-data videos")
-    p.set_defaults(func=_friendly(_run_eval))
+    p.set_defaults(func=_run_eval)
 
     p = add_command(subparsers, "demo", "the main job: train the default VideoUNet on bouncing disks from scratch, "
                                         "sample 32 videos, score them, print where everything is (~15 min on 2 cores)")
@@ -287,4 +271,4 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo's training")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_friendly(_run_demo))
+    p.set_defaults(func=_run_demo)
