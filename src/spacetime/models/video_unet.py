@@ -11,6 +11,9 @@ pre-norm transformer block (:class:`~spacetime.blocks.TransformerBlock`) after e
 block, with sinusoidal (frame, row, column) positions added first so attention knows where and
 when each token is. ``"factorized"`` is spatial then temporal attention; the other names are the
 core patterns (``"joint"``, ``"spatial"``, ``"temporal"``, ``"window"``, ``"cross_frame"``).
+``rope="t"|"thw"`` also rotates queries and keys by frame (and row, column), so attention scores
+depend on the offset between tokens: "the disk one frame later sits ``v`` pixels further" is the
+same relation everywhere.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..blocks.transformer import TransformerBlock
-from ..ops.encodings import sinusoidal_table
+from ..ops.encodings import ROPE_AXES, sinusoidal_table
 from ..ops.layout import check_video
 from ..ops.patterns import PATTERNS, Spatial, Temporal
 from .configs import DictConfig
@@ -47,6 +50,7 @@ class VideoUNetConfig(DictConfig):
     temporal_kernel: int = 3
     mlp_ratio: float = 2.0
     dropout: float = 0.0
+    rope: str | None = None  # rotary positions in every attention stage: None, "t" or "thw"
 
     def __post_init__(self):
         self.channels, self.attention = list(self.channels), list(self.attention)
@@ -67,6 +71,8 @@ class VideoUNetConfig(DictConfig):
                 raise ValueError(f"channels {c} of an attention level must be a multiple of head_dim={self.head_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
+        if self.rope is not None and self.rope not in ROPE_AXES:
+            raise ValueError(f"rope must be None or one of {ROPE_AXES}; got {self.rope!r}")
 
     @property
     def downsample(self) -> int:
@@ -119,13 +125,13 @@ class ResBlock(nn.Module):
 class AttentionStage(nn.Module):
     """Positions (frame, row, column) added to the tokens, then a transformer block with the level's pattern."""
 
-    def __init__(self, dim: int, pattern: str, head_dim: int, mlp_ratio: float):
+    def __init__(self, dim: int, pattern: str, head_dim: int, mlp_ratio: float, rope: str | None = None):
         super().__init__()
         patterns = (Spatial(), Temporal()) if pattern == "factorized" else (PATTERNS[pattern](),)
         self.pos_dim = 32
         self.pos = nn.Linear(3 * self.pos_dim, dim)
         nn.init.zeros_(self.pos.weight)
-        self.block = TransformerBlock(dim, dim // head_dim, patterns, mlp_ratio=mlp_ratio)
+        self.block = TransformerBlock(dim, dim // head_dim, patterns, mlp_ratio=mlp_ratio, rope=rope)
 
     def positions(self, t: int, h: int, w: int, device) -> Tensor:
         """``(t, h, w, dim)`` learned mix of sinusoidal features of each token's frame, row and column."""
@@ -149,7 +155,8 @@ class Level(nn.Module):
             ResBlock(c_in if i == 0 else c_out, c_out, emb_dim, cfg.temporal_kernel, cfg.dropout) for i in range(blocks)
         )
         self.attn = nn.ModuleList(
-            AttentionStage(c_out, pattern, cfg.head_dim, cfg.mlp_ratio) for _ in range(blocks if pattern else 0)
+            AttentionStage(c_out, pattern, cfg.head_dim, cfg.mlp_ratio, cfg.rope)
+            for _ in range(blocks if pattern else 0)
         )
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
