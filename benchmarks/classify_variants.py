@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import os
 import platform
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 
 from spacetime.classify import ClassifyConfig, evaluate_checkpoint, train
-from spacetime.io.files import atomic_write_text
+from spacetime.io.files import atomic_write_csv, atomic_write_text
 
 #: (run name, config overrides, evaluate at 16 frames)
 RUNS = [
@@ -83,11 +82,7 @@ def main(argv=None) -> int:
         print("quick run: nothing written")
         return 0
     out = Path(args.out)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "classify.csv", buffer.getvalue())
+    atomic_write_csv(out / "classify.csv", rows, FIELDS)
     cmd = "python benchmarks/classify_variants.py" + "".join(f" {a}" for a in sys.argv[1:])
     atomic_write_text(out / "classify.md", _markdown(rows, args, cmd))
     print(f"wrote {out / 'classify.md'} and {out / 'classify.csv'}")

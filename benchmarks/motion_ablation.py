@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import shutil
 import sys
 import time
@@ -86,13 +85,9 @@ def scores(videos: np.ndarray, detector) -> dict:
 
 
 def _write_csv(rows: list[dict], path: Path) -> None:
-    from spacetime.io.files import atomic_write_text
+    from spacetime.io.files import atomic_write_csv
 
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_csv(path, rows, FIELDS)
 
 
 def run_variant(name: str, minutes: float, every: float, samples: int, sample_steps: int, seed: int,

@@ -13,7 +13,6 @@ train and test accuracy), ``confusion.png`` and ``eval.json`` on the test set, a
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import json
@@ -29,7 +28,7 @@ from torch import Tensor
 
 from .data.motion_task import MotionTask
 from .io.checkpoint import CheckpointError, load_state, load_weights, save_state, save_weights
-from .io.files import atomic_write_text
+from .io.files import atomic_write_csv, atomic_write_text
 from .models.classifier import PRESETS, VARIANTS, VideoTransformer, VideoTransformerConfig
 from .models.configs import DictConfig
 
@@ -247,11 +246,7 @@ LOG_FIELDS = ["step", "seconds", "lr", "loss", "train_acc", "test_acc"]
 
 
 def _write_log(rows: list[dict], path: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_csv(path, rows, LOG_FIELDS)
 
 
 def _save_checkpoint(ckpt_dir: Path, cfg: ClassifyConfig, model: VideoTransformer, classes, state: dict) -> Path:

@@ -9,7 +9,6 @@ and a row that says so; it is never started.
 from __future__ import annotations
 
 import csv
-import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..io.files import atomic_write_text
+from ..io.files import atomic_write_csv
 from ..ops.attention import available_backends
 from .cases import DEFAULT_OPTIONS, IMPLS, PATTERN_NAMES, PEERS, Case, available_peers, make_patterns, peer_supports
 from .cost import VideoShape, layer_cost
@@ -235,12 +234,7 @@ def _fill_memory(to_measure: list[tuple[dict, list[dict]]], cfg: BenchConfig, lo
 
 def write_csv(rows: list[dict], path: str | Path) -> Path:
     """Write rows atomically (temp file in the same folder, fsync, rename)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row.get(k, "") for k in CSV_FIELDS})
-    return atomic_write_text(path, buf.getvalue())
+    return atomic_write_csv(path, rows, CSV_FIELDS)
 
 
 _INT_FIELDS = {"b", "t", "h", "w", "dim", "heads", "tokens", "pairs_useful", "pairs_executed", "repeats"}

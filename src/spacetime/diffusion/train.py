@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import io
 import math
 import os
 import sys
@@ -25,7 +24,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from ..data.bouncing import BouncingDisks
 from ..io.checkpoint import CheckpointError, latest_checkpoint, load_state, load_weights, save_step_checkpoint
-from ..io.files import atomic_write_text, save_figure
+from ..io.files import atomic_write_csv, save_figure
 from ..models.video_unet import VideoUNet, VideoUNetConfig
 from .config import TrainConfig
 from .schedules import make_scheduler
@@ -100,11 +99,7 @@ def _plot_loss(rows: list[dict], path: Path) -> None:
 
 
 def _write_log(rows: list[dict], path: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["step", "loss", "lr", "seconds", "videos_per_s"])
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_csv(path, rows, ["step", "loss", "lr", "seconds", "videos_per_s"])
 
 
 def _read_log(path: Path, upto: int) -> list[dict]:

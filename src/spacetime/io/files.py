@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "save_figure"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_csv", "save_figure"]
 
 
 def _umask() -> int:
@@ -69,3 +69,15 @@ def save_figure(fig, path, dpi: int = 100) -> Path:
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_write_csv(path: str | os.PathLike, rows, fields) -> Path:
+    """Write ``rows`` (dicts) as CSV with the header ``fields`` atomically; missing keys are left empty."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), restval="", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buffer.getvalue())
