@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .data.motion_task import MotionTask
-from .io.checkpoint import CheckpointError, load_state, load_weights, save_state, save_weights
+from .io.checkpoint import CheckpointError, latest_checkpoint, load_state, load_weights, save_step_checkpoint
 from .io.files import atomic_write_csv, atomic_write_text
 from .models.classifier import PRESETS, VARIANTS, VideoTransformer, VideoTransformerConfig
 from .models.configs import DictConfig
@@ -250,25 +250,15 @@ def _write_log(rows: list[dict], path: Path) -> None:
 
 
 def _save_checkpoint(ckpt_dir: Path, cfg: ClassifyConfig, model: VideoTransformer, classes, state: dict) -> Path:
-    name = f"step-{state['step']:06d}"
     meta = {"kind": WEIGHTS_KIND, "step": state["step"], "model_config": model.config.to_dict(),
             "train_config": cfg.to_dict(), "classes": list(classes), "normalize": [MEAN, STD]}
-    save_weights(ckpt_dir / f"{name}.safetensors", dict(model.state_dict()), meta)
-    save_state(ckpt_dir / f"{name}.state.pt", state)
-    atomic_write_text(ckpt_dir / "latest.json",
-                      json.dumps({"step": state["step"], "weights": f"{name}.safetensors", "state": f"{name}.state.pt"}) + "\n")
-    return ckpt_dir / f"{name}.safetensors"
+    return save_step_checkpoint(ckpt_dir, state["step"], dict(model.state_dict()), meta, state)
 
 
 def load_classifier(path) -> tuple[VideoTransformer, dict]:
     """A trained classifier (eval mode) and its metadata, from a weights file or a run folder."""
-    path = Path(path)
-    if path.is_dir():
-        pointer = path / "checkpoints" / "latest.json" if (path / "checkpoints").is_dir() else path / "latest.json"
-        if not pointer.is_file():
-            raise CheckpointError(f"checkpoint folder {path}: no latest.json (not a finished classify run?)")
-        path = pointer.parent / json.loads(pointer.read_text())["weights"]
-    tensors, meta = load_weights(path, kind=WEIGHTS_KIND)
+    weights, _ = latest_checkpoint(path)
+    tensors, meta = load_weights(weights, kind=WEIGHTS_KIND)
     model = VideoTransformer(VideoTransformerConfig.from_dict(meta["model_config"]))
     model.load_state_dict(tensors, strict=True)
     return model.eval(), meta
@@ -289,12 +279,12 @@ def train(cfg: ClassifyConfig, out_dir, resume: bool = False, progress: bool | N
         pointer = ckpt_dir / "latest.json"
         if not pointer.is_file():
             raise CheckpointError(f"cannot resume: {pointer} not found (no finished checkpoint in {out_dir})")
-        latest = json.loads(pointer.read_text())
-        tensors, meta = load_weights(ckpt_dir / latest["weights"], kind=WEIGHTS_KIND)
+        weights, state_path = latest_checkpoint(ckpt_dir)
+        tensors, meta = load_weights(weights, kind=WEIGHTS_KIND)
         if VideoTransformerConfig.from_dict(meta["model_config"]) != model.config:
-            raise CheckpointError(f"checkpoint {ckpt_dir / latest['weights']}: model config differs from this run's")
+            raise CheckpointError(f"checkpoint {weights}: model config differs from this run's")
         model.load_state_dict(tensors, strict=True)
-        state = load_state(ckpt_dir / latest["state"], kind=STATE_KIND)
+        state = load_state(state_path, kind=STATE_KIND)
         optimizer.load_state_dict(state["optimizer"])
         step, rows = state["step"], state["log"]
         torch.set_rng_state(state["torch_rng"])
