@@ -137,3 +137,25 @@ def test_torch_compile_fullgraph(pattern):
     compiled = torch.compile(module, fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), module(x), atol=1e-5, rtol=1e-5)
+
+
+def test_rotary_positions_override_the_grid_and_need_rope():
+    from spacetime.layers.attention import SpaceTimeAttention
+    from spacetime.ops.patterns import Joint
+
+    torch.manual_seed(0)
+    layer = SpaceTimeAttention(16, 2, Joint(), rope="thw")
+    x = torch.randn(2, 3, 4, 5, 16)
+    grid = torch.stack(torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in (3, 4, 5)), indexing="ij"), -1)
+    grid = grid.expand(2, 3, 4, 5, 3)
+    assert torch.allclose(layer.forward_channels_last(x, positions=grid), layer.forward_channels_last(x), atol=1e-6)
+    # a common offset changes nothing (relative positions), an offset of one frame's tokens does
+    moved = grid + torch.tensor([0.0, 2.5, -1.25])
+    assert torch.allclose(layer.forward_channels_last(x, positions=moved), layer.forward_channels_last(x), atol=1e-5)
+    one = grid.clone()
+    one[:, 1, ..., 2] += 1.5
+    assert not torch.allclose(layer.forward_channels_last(x, positions=one), layer.forward_channels_last(x), atol=1e-4)
+    with pytest.raises(ValueError, match=r"positions must have shape \(b, t, h, w, 3\)"):
+        layer.forward_channels_last(x, positions=grid[:1])
+    with pytest.raises(ValueError, match="build the layer with rope"):
+        SpaceTimeAttention(16, 2, Joint()).forward_channels_last(x, positions=grid)

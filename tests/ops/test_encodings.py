@@ -179,3 +179,27 @@ def test_tubelet_embedding_errors():
         emb(torch.randn(1, 3, 2, 8, 8))
     with pytest.raises(ValueError, match="tubelet must be"):
         TubeletEmbedding(1, 8, (2, 0, 4))
+
+
+def test_rope_at_equals_the_grid_on_integers_and_depends_on_offsets_only():
+    from spacetime.ops.encodings import apply_rotary, rope_at, rope_grid, rope_split
+
+    t, h, w, d = 3, 4, 5, 12
+    grid = torch.stack(torch.meshgrid(*(torch.arange(n) for n in (t, h, w)), indexing="ij"), -1)
+    for axes in ("t", "thw"):
+        cos, sin = rope_at(grid.float(), d, axes)
+        ref_cos, ref_sin = rope_grid(t, h, w, d, axes)
+        assert torch.allclose(cos, ref_cos) and torch.allclose(sin, ref_sin)
+    # moving every token by the same fractional offset leaves every q.k unchanged
+    q, k = torch.randn(2, d), torch.randn(2, d)
+    pos = torch.tensor([[0.0, 1.25, -2.5], [2.0, 3.5, 0.75]])
+    parts = rope_split(d, "thw")
+
+    def scores(p):
+        cos, sin = rope_at(p, d, "thw")
+        return apply_rotary(q, cos[:, 0], sin[:, 0], parts) @ apply_rotary(k, cos[:, 0], sin[:, 0], parts).T
+
+    assert torch.allclose(scores(pos), scores(pos + torch.tensor([1.0, -0.3, 4.2])), atol=1e-5)
+    assert not torch.allclose(scores(pos), scores(pos * torch.tensor([1.0, 1.5, 1.0])), atol=1e-3)
+    with pytest.raises(ValueError, match=r"positions must have shape \(..., 3\)"):
+        rope_at(torch.zeros(4, 2), d)

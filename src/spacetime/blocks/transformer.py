@@ -71,8 +71,11 @@ class AttentionBlock(nn.Module):
         out = self.forward_channels_last(_checked(x, self.layout, self.dim, frame_mask), **masks)
         return from_channels_last(out, self.layout).contiguous()
 
-    def forward_channels_last(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
-        return x + self.drop_path(self.attn.forward_channels_last(self.norm(x), frame_mask=frame_mask))
+    def forward_channels_last(self, x: Tensor, frame_mask: Tensor | None = None,
+                              positions: Tensor | None = None) -> Tensor:
+        """``positions``: rotary token positions ``(b, t, h, w, 3)`` (see :class:`SpaceTimeAttention`)."""
+        extra = {} if positions is None else {"positions": positions}  # subclasses may not take them
+        return x + self.drop_path(self.attn.forward_channels_last(self.norm(x), frame_mask=frame_mask, **extra))
 
 
 class TransformerBlock(nn.Module):
@@ -109,7 +112,10 @@ class TransformerBlock(nn.Module):
         out = self.forward_channels_last(_checked(x, self.layout, self.dim, frame_mask), frame_mask=frame_mask)
         return from_channels_last(out, self.layout).contiguous()
 
-    def forward_channels_last(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
+    def forward_channels_last(self, x: Tensor, frame_mask: Tensor | None = None,
+                              positions: Tensor | None = None) -> Tensor:
+        """``positions``: rotary token positions ``(b, t, h, w, 3)`` (see :class:`SpaceTimeAttention`)."""
+        extra = {} if positions is None else {"positions": positions}
         for block in self.attn:
-            x = block.forward_channels_last(x, frame_mask=frame_mask)
+            x = block.forward_channels_last(x, frame_mask=frame_mask, **extra)
         return x + self.drop_path(self.mlp(self.norm_mlp(x)))

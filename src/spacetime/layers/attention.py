@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.encodings import ROPE_AXES, apply_rotary, rope_grid, rope_split
+from ..ops.encodings import ROPE_AXES, apply_rotary, rope_at, rope_grid, rope_split
 from ..ops.layout import check_layout, check_video, from_channels_last, to_channels_last
 from ..ops.patterns import PATTERNS, Pattern, Spatial, Temporal, check_frame_mask
 
@@ -121,13 +121,27 @@ class SpaceTimeAttention(nn.Module):
         out = self.forward_channels_last(to_channels_last(x, self.layout), frame_mask=frame_mask)
         return from_channels_last(out, self.layout).contiguous()
 
-    def forward_channels_last(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
-        """``(b, t, h, w, c)`` -> ``(b, t, h, w, c)`` without layout checks (for composing blocks)."""
+    def forward_channels_last(self, x: Tensor, frame_mask: Tensor | None = None,
+                              positions: Tensor | None = None) -> Tensor:
+        """``(b, t, h, w, c)`` -> ``(b, t, h, w, c)`` without layout checks (for composing blocks).
+
+        ``positions`` ``(b, t, h, w, 3)``: the (frame, row, column) rotary positions of the tokens
+        instead of their grid indices (:func:`~spacetime.ops.encodings.rope_at`); needs ``rope``.
+        """
         b, t, h, w, _ = x.shape
         qkv = self._project_qkv(x).view(b, t, h, w, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.unbind(dim=4)  # each (b, t, h, w, heads, d)
         q, k = self.q_norm(q), self.k_norm(k)
-        if self.rope is not None:  # cos, sin: (t, h, w, 1, d), broadcast over b and heads
+        if positions is not None:
+            if self.rope is None:
+                raise ValueError("positions set the rotary positions of the tokens: build the layer with rope='t' or "
+                                 "rope='thw'")
+            if tuple(positions.shape) != (b, t, h, w, 3):
+                raise ValueError(f"positions must have shape (b, t, h, w, 3) = {(b, t, h, w, 3)}; "
+                                 f"got {tuple(positions.shape)}")
+            cos, sin = rope_at(positions, self.head_dim, self.rope, base=self.rope_base)  # (b, t, h, w, 1, d)
+            q, k = apply_rotary(q, cos, sin, self.rope_parts), apply_rotary(k, cos, sin, self.rope_parts)
+        elif self.rope is not None:  # cos, sin: (t, h, w, 1, d), broadcast over b and heads
             cos, sin = rope_grid(t, h, w, self.head_dim, self.rope, base=self.rope_base, device=x.device)
             q, k = apply_rotary(q, cos, sin, self.rope_parts), apply_rotary(k, cos, sin, self.rope_parts)
         drop = self.attn_drop if self.training else 0.0

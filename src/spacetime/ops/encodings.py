@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ROPE_AXES", "sinusoidal_table", "rope_split", "rope_cos_sin", "rope_grid", "apply_rotary", "resample_table"]
+__all__ = ["ROPE_AXES", "sinusoidal_table", "rope_split", "rope_cos_sin", "rope_grid", "rope_at", "apply_rotary",
+           "resample_table"]
 
 #: the values ``SpaceTimeAttention(rope=...)`` accepts besides ``None``
 ROPE_AXES = ("t", "thw")
@@ -106,15 +107,27 @@ def rope_grid(t: int, h: int, w: int, head_dim: int, axes: str = "t", *, base: f
     Positions are the integer frame, row and column indices; ``axes="t"`` rotates by the frame
     index only, ``axes="thw"`` by all three on the parts of :func:`rope_split`.
     """
+    grid = torch.stack(torch.meshgrid(*(torch.arange(n, device=device) for n in (t, h, w)), indexing="ij"), -1)
+    return rope_at(grid, head_dim, axes, base=base)
+
+
+def rope_at(positions: Tensor, head_dim: int, axes: str = "thw", *, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """``cos, sin`` of shape ``(..., 1, head_dim)`` for tokens at arbitrary, possibly fractional positions.
+
+    ``positions`` is ``(..., 3)``: each token's (frame, row, column), e.g. ``(b, t, h, w, 3)``
+    with rows and columns moved by a camera so that tokens showing the same point of a scene
+    share a position. ``axes="t"`` uses the frame coordinate only. On integer grids this equals
+    :func:`rope_grid`.
+    """
     parts = rope_split(head_dim, axes)
-    sizes = (t, h, w)[: len(parts)]
+    if not isinstance(positions, Tensor) or positions.ndim < 1 or positions.shape[-1] != 3:
+        got = tuple(positions.shape) if isinstance(positions, Tensor) else type(positions).__name__
+        raise ValueError(f"positions must have shape (..., 3) = (frame, row, column); got {got}")
     cos_parts, sin_parts = [], []
-    for axis, (n, dim) in enumerate(zip(sizes, parts)):
-        cos, sin = rope_cos_sin(torch.arange(n, device=device), dim, base=base)  # (n, dim)
-        shape = [1, 1, 1, 1, dim]
-        shape[axis] = n
-        cos_parts.append(cos.view(shape).expand(t, h, w, 1, dim))
-        sin_parts.append(sin.view(shape).expand(t, h, w, 1, dim))
+    for axis, dim in enumerate(parts):
+        cos, sin = rope_cos_sin(positions[..., axis].reshape(-1), dim, base=base)  # (n, dim)
+        cos_parts.append(cos.view(*positions.shape[:-1], 1, dim))
+        sin_parts.append(sin.view(*positions.shape[:-1], 1, dim))
     return torch.cat(cos_parts, dim=-1), torch.cat(sin_parts, dim=-1)
 
 
