@@ -49,3 +49,17 @@ def test_bad_arguments():
         make_scheduler("ddim", prediction_type="sample")
     with pytest.raises(ValueError, match="timesteps must be a positive int"):
         cosine_beta_schedule(0)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_noise_shift_divides_the_snr_everywhere(schedule):
+    base = make_scheduler("ddpm", num_train_timesteps=200, schedule=schedule).alphas_cumprod.double()
+    shifted = make_scheduler("ddpm", num_train_timesteps=200, schedule=schedule, shift=3.0).alphas_cumprod.double()
+    ratio = (shifted / (1 - shifted)) / (base / (1 - base))
+    assert torch.allclose(ratio[:-1], torch.full_like(ratio[:-1], 1 / 9), rtol=1e-3)
+    assert (shifted < base).all()
+    unshifted = make_scheduler("ddim", num_train_timesteps=200, schedule=schedule, shift=1.0).alphas_cumprod
+    assert torch.equal(unshifted, make_scheduler("ddim", num_train_timesteps=200, schedule=schedule).alphas_cumprod)
+    for bad in (0.0, -2.0, float("nan"), True):
+        with pytest.raises(ValueError, match="shift must be a positive finite number"):
+            make_scheduler("ddim", schedule=schedule, shift=bad)

@@ -80,3 +80,32 @@ def test_bad_input():
         VideoUNet.from_preset("huge")
     with pytest.raises(ValueError, match="unknown VideoUNetConfig keys"):
         VideoUNetConfig.from_dict({"chanels": [8]})
+
+
+def test_self_conditioning_takes_the_previous_estimate_and_zeros_by_default():
+    model = tiny(self_condition=True)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x, t = torch.randn(2, 1, 3, 16, 16), torch.tensor([5, 600])
+    assert torch.equal(model(x, t), model(x, t, x_self=torch.zeros_like(x)))
+    assert not torch.allclose(model(x, t), model(x, t, x_self=torch.randn_like(x)), atol=1e-4)
+    with pytest.raises(ValueError, match="x_self must have the shape of x"):
+        model(x, t, x_self=x[:1])
+    with pytest.raises(ValueError, match="not self-conditioned"):
+        tiny()(x, t, x_self=x)
+
+
+def test_pixel_stem_and_3d_convs_see_motion():
+    """With a space-time stem or 3-D convs the output at frame 0 depends on frame 1 even without attention."""
+    for kw in ({"pixel_stem": 4}, {"conv": "3d"}):
+        model = tiny(attention=[None, None], **kw)
+        for p in model.parameters():
+            torch.nn.init.normal_(p, std=0.05)
+        x, t = torch.randn(1, 1, 3, 16, 16), torch.tensor([10])
+        y = x.clone()
+        y[:, :, 1] += 1.0
+        assert not torch.allclose(model(x, t)[:, :, 0], model(y, t)[:, :, 0], atol=1e-5), kw
+    with pytest.raises(ValueError, match="conv must be"):
+        VideoUNetConfig(conv="4d")
+    with pytest.raises(ValueError, match="pixel_stem must be an int >= 0"):
+        VideoUNetConfig(pixel_stem=-1)

@@ -34,6 +34,7 @@ from ..ops.camera import check_cameras, opengl_to_opencv, params_from_pose
 __all__ = [
     "PRESETS",
     "CameraPanBatch",
+    "CameraPans",
     "preset_positions",
     "random_positions",
     "reverse_positions",
@@ -230,6 +231,37 @@ def camera_pan_batch(batch_size: int, num_frames: int = 8, size: int | tuple[int
     scene = random_scene(batch_size, channels, h + extent[1] + 1, w + extent[0] + 1, generator=generator)
     video = render_pan(scene, positions, h, w, origin=(-low[0].item(), -low[1].item()))
     return CameraPanBatch(video, positions, cameras_from_positions(positions))
+
+
+class CameraPans(torch.utils.data.Dataset):
+    """A seeded, map-style dataset of camera pans for training camera-conditioned models.
+
+    Item ``i`` is ``(video, cameras)``: ``video (C, T, H, W)`` in ``[0, 1]`` and ``cameras (T, 6)``
+    (:func:`camera_pan_batch` with ``torch.Generator().manual_seed(seed * 2**32 + i)``): the same
+    index always gives the same pan. ``length`` is how many distinct videos an epoch holds.
+    """
+
+    def __init__(self, length: int = 1_000_000, num_frames: int = 8, size: int = 32, *, channels: int = 1,
+                 max_speed: float = 2.0, seed: int = 0):
+        for name, value, low in (("length", length, 1), ("num_frames", num_frames, 1), ("size", size, 1),
+                                 ("channels", channels, 1), ("seed", seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
+        if not (isinstance(max_speed, (int, float)) and 0 < max_speed < math.inf):
+            raise ValueError(f"max_speed must be a positive number (pixels per frame); got {max_speed!r}")
+        self.length, self.num_frames, self.size, self.channels = length, num_frames, size, channels
+        self.max_speed, self.seed = float(max_speed), seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index must be in [0, {self.length}); got {index}")
+        gen = torch.Generator().manual_seed(self.seed * 2**32 + int(index))
+        batch = camera_pan_batch(1, self.num_frames, self.size, channels=self.channels, max_speed=self.max_speed,
+                                 generator=gen)
+        return (batch.video[0] + 1) / 2, batch.cameras[0]
 
 
 def cameras_from_positions(positions: Tensor, *, scale: float = 1.0) -> Tensor:

@@ -26,11 +26,14 @@ DEMO_CONFIG = {"model": "small", "steps": 2400, "batch_size": 16, "lr": 2e-3, "c
 
 
 _HELP = {
-    "model": "VideoUNet preset", "data": "training videos: bouncing disks, a Moving MNIST .npy, a folder of videos",
+    "model": "VideoUNet preset ('camera' for --data camera)",
+    "data": "training videos: bouncing disks, a Moving MNIST .npy, a folder of videos, synthetic camera pans",
+    "max_speed": "--data camera: top camera speed per axis (pixels per frame)",
     "data_path": "the .npy file or video folder for --data mnist|folder", "frames": "frames per video",
     "size": "frame height and width", "digit_size": "disk stamp size (bouncing disks)",
     "channels": "1 (grayscale) or 3 (RGB)", "timesteps": "diffusion training timesteps",
     "schedule": "beta schedule ('cosine' is text 004's)", "prediction": "what the network predicts",
+    "noise_shift": "divide the schedule's signal-to-noise ratio by this squared (more steps at high noise)",
     "steps": "optimizer steps", "batch_size": "global batch (split over torchrun processes)",
     "lr": "peak AdamW learning rate (linear warm-up, cosine decay to 10%%)", "weight_decay": "AdamW weight decay",
     "warmup_steps": "learning-rate warm-up steps", "grad_clip": "gradient norm clip (0: off)",
@@ -101,9 +104,19 @@ def _run_train(args) -> int:
     return 0
 
 
+def _camera_request(spec, frames: int, num: int, speed: float, reverse: bool):
+    """``(num, T, 6)`` cameras from a preset name or a JSON path, optionally reversed."""
+    from ..data.camera_pan import camera_path, cameras_from_positions, positions_from_cameras, reverse_positions
+
+    cams = camera_path(spec, frames, speed=speed)
+    if reverse:
+        cams = cameras_from_positions(reverse_positions(positions_from_cameras(cams)))
+    return cams.expand(num, *cams.shape).contiguous()
+
+
 def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weights="ema", batch_size=32,
-            progress=None) -> dict:
-    from ..io.files import atomic_write_text
+            progress=None, camera_path=None, camera_speed=1.0, reverse_camera=False) -> dict:
+    from ..io.files import atomic_write_bytes, atomic_write_text
     from .sample import sample_videos, save_samples
     from ..io.checkpoint import latest_checkpoint
     from .train import load_model
@@ -114,23 +127,41 @@ def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weig
     resolved = {"checkpoint": str(path), "weights": weights, "num": num or tc.num_samples,
                 "sampler": sampler or tc.sampler, "steps": steps or tc.sample_steps, "seed": seed,
                 "shape": [tc.channels, tc.frames, tc.size, tc.size], "timesteps": tc.timesteps,
-                "schedule": tc.schedule, "prediction": tc.prediction}
+                "schedule": tc.schedule, "prediction": tc.prediction, "noise_shift": tc.noise_shift}
+    cameras = None
+    if model.config.camera is not None:
+        if camera_path is None:
+            raise ValueError(f"checkpoint {path} is camera-conditioned: give --camera-path (a preset or a .json of "
+                             f"per-frame poses)")
+        cameras = _camera_request(camera_path, tc.frames, resolved["num"], camera_speed, reverse_camera)
+        resolved.update(camera_path=str(camera_path), camera_speed=camera_speed, reverse_camera=reverse_camera)
+    elif camera_path is not None:
+        raise ValueError(f"camera_path: checkpoint {path} has no camera conditioning; got {camera_path!r}")
     start = time.perf_counter()
     videos = sample_videos(model, tuple(resolved["shape"]), resolved["num"], sampler=resolved["sampler"],
                            steps=resolved["steps"], timesteps=tc.timesteps, schedule=tc.schedule,
-                           prediction=tc.prediction, seed=seed, batch_size=batch_size,
-                           progress=progress)
+                           prediction=tc.prediction, shift=tc.noise_shift, seed=seed, batch_size=batch_size,
+                           cameras=cameras, progress=progress)
     resolved["seconds"] = round(time.perf_counter() - start, 2)
     out = Path(out)
     paths = save_samples(videos.numpy(), out, title=f"{resolved['sampler']}, {resolved['steps']} steps, "
                                                      f"step {meta.get('step')} {weights} weights")
+    if cameras is not None:
+        import io
+
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.save(buffer, cameras.numpy())
+        paths["cameras"] = atomic_write_bytes(out / "cameras.npy", buffer.getvalue())
     atomic_write_text(out / "sample_config.json", json.dumps(resolved, indent=2) + "\n")
     return {"videos": videos, "paths": paths, "config": resolved}
 
 
 def _run_sample(args) -> int:
     result = _sample(args.checkpoint, args.out, num=args.num, sampler=args.sampler, steps=args.steps,
-                     seed=args.seed, weights=args.weights, batch_size=args.batch_size, progress=_progress(args))
+                     seed=args.seed, weights=args.weights, batch_size=args.batch_size, progress=_progress(args),
+                     camera_path=args.camera_path, camera_speed=args.camera_speed, reverse_camera=args.reverse_camera)
     r, paths = result["config"], result["paths"]
     print(f"{r['num']} videos ({r['sampler']}, {r['steps']} steps) in {r['seconds']:.1f} s from {r['checkpoint']}")
     print(f"grid: {paths['grid']}\narray: {paths['npy']}\nGIF/MP4: {Path(args.out)}/video_*.gif|mp4")
@@ -160,6 +191,49 @@ def _evaluate(videos_path, out_json=None, digit_size=12, tol=0.5) -> dict:
     atomic_write_text(target, json.dumps(report, indent=2) + "\n")
     report["report_path"] = str(target)
     return report
+
+
+def _evaluate_camera(videos_path, cameras_path=None, out_json=None) -> dict:
+    """Camera-following error of camera-conditioned samples: requested vs phase-correlation translation."""
+    import numpy as np
+    import torch
+
+    from ..data.camera_pan import positions_from_cameras
+    from ..io.files import atomic_write_text
+    from ..ops.motion import camera_translation
+
+    path = Path(videos_path)
+    folder = path if path.is_dir() else path.parent
+    path = path / "samples.npy" if path.is_dir() else path
+    cameras_path = Path(cameras_path) if cameras_path else folder / "cameras.npy"
+    for name, p in (("videos", path), ("cameras", cameras_path)):
+        if not p.is_file():
+            raise FileNotFoundError(f"{name} {p}: not found")
+    videos = torch.from_numpy(np.load(path, allow_pickle=False)).float()
+    cams = torch.from_numpy(np.load(cameras_path, allow_pickle=False)).float()
+    if videos.ndim != 5 or cams.shape != (videos.shape[0], videos.shape[2], 6):
+        raise ValueError(f"cameras {cameras_path}: expected (N, T, 6) = {(videos.shape[0], videos.shape[2], 6)} for "
+                         f"videos of shape {tuple(videos.shape)}; got {tuple(cams.shape)}")
+    requested = positions_from_cameras(cams).diff(dim=1)  # (n, t-1, 2) camera translation per frame
+    estimated = camera_translation(videos)
+    error = (estimated - requested).norm(dim=-1)  # (n, t-1)
+    report = {"kind": "camera", "videos": str(path), "cameras": str(cameras_path), "num_videos": len(videos),
+              "mean_error_px_per_frame": error.mean().item(), "per_video_error": error.mean(1).tolist(),
+              "requested_mean_translation": requested.mean(0).tolist(),
+              "estimated_mean_translation": estimated.mean(0).tolist()}
+    target = Path(out_json) if out_json else folder / "eval.json"
+    atomic_write_text(target, json.dumps(report, indent=2) + "\n")
+    report["report_path"] = str(target)
+    return report
+
+
+def _print_camera_eval(report: dict) -> None:
+    print(f"camera following: mean error {report['mean_error_px_per_frame']:.3f} px/frame over "
+          f"{report['num_videos']} videos (phase correlation vs requested translation)")
+    print("  step  requested (dx, dy)   estimated mean (dx, dy)")
+    for k, (r, e) in enumerate(zip(report["requested_mean_translation"], report["estimated_mean_translation"])):
+        print(f"  {k:2d}->{k + 1:<2d} ({r[0]:+5.2f}, {r[1]:+5.2f})      ({e[0]:+5.2f}, {e[1]:+5.2f})")
+    print(f"report: {report['report_path']}")
 
 
 def _print_eval(report: dict) -> None:
@@ -194,6 +268,10 @@ def _run_eval(args) -> int:
         args.videos = str(atomic_write_bytes(Path(args.out or "runs/eval-training") / "samples.npy", buffer.getvalue()))
     if not args.videos:
         raise ValueError("give VIDEOS (a .npy or a sample folder) or --training-data N")
+    folder = Path(args.videos) if Path(args.videos).is_dir() else Path(args.videos).parent
+    if args.cameras or (folder / "cameras.npy").is_file():
+        _print_camera_eval(_evaluate_camera(args.videos, args.cameras, args.report))
+        return 0
     _print_eval(_evaluate(args.videos, args.report, args.digit_size, args.tol))
     return 0
 
@@ -248,11 +326,17 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same videos)")
     p.add_argument("--weights", choices=["ema", "model"], default="ema", help="which weights of the checkpoint")
     p.add_argument("--batch-size", type=int, default=32, help="videos denoised at once")
+    p.add_argument("--camera-path", default=None,
+                   help="camera models: a preset (pan_right, diagonal_up_left, pan_right_reverse, ...; see "
+                        "spacetime.data.camera_pan.PRESETS) or a .json of per-frame poses%(default).0s")
+    p.add_argument("--camera-speed", type=float, default=1.0, help="pixels per frame of a preset path")
+    p.add_argument("--reverse-camera", action="store_true", help="run the camera path backwards (p_t -> -p_t)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_sample)
 
     p = add_command(subparsers, "eval", "score bouncing-disk videos for physical plausibility (one training-size disk "
-                                        "per frame, constant velocity changing only at walls)")
+                                        "per frame, constant velocity changing only at walls); for samples of a "
+                                        "camera model (a cameras.npy beside them), the camera-following error")
     p.add_argument("videos", nargs="?", help="a .npy of (N, 1, T, H, W) videos in [0, 1], or a sample folder")
     p.add_argument("--report", default=None, help="where to write the JSON report (default: beside the videos)")
     p.add_argument("--digit-size", type=int, default=12, help="the training disk stamp's size")
@@ -263,6 +347,9 @@ def register(subparsers) -> None:
     p.add_argument("--size", type=int, default=32, help="size of --training-data videos")
     p.add_argument("--seed", type=int, default=0, help="seed of --training-data videos")
     p.add_argument("--out", default=None, help="folder for --training-data videos")
+    p.add_argument("--cameras", default=None,
+                   help="a (N, T, 6) .npy of requested cameras: report the camera-following error (default: "
+                        "cameras.npy beside the videos, when there is one)%(default).0s")
     p.set_defaults(func=_run_eval)
 
     p = add_command(subparsers, "demo", "the main job: train the default VideoUNet on bouncing disks from scratch, "

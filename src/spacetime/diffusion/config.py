@@ -12,7 +12,7 @@ from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
 
 __all__ = ["TrainConfig", "DATA_KINDS", "load_config_file"]
 
-DATA_KINDS = ("disks", "mnist", "folder")
+DATA_KINDS = ("disks", "mnist", "folder", "camera")
 
 
 @dataclass
@@ -34,10 +34,12 @@ class TrainConfig(DictConfig):
     size: int = 32
     digit_size: int = 12
     channels: int = 1
+    max_speed: float = 2.0  # data="camera": top camera speed per axis, pixels per frame
     # diffusion
     timesteps: int = 1000
     schedule: str = "cosine"
     prediction: str = "v_prediction"
+    noise_shift: float = 1.0  # divide the schedule's SNR by noise_shift**2 (schedules.shift_betas)
     # optimisation
     steps: int = 1000
     batch_size: int = 16
@@ -61,7 +63,7 @@ class TrainConfig(DictConfig):
             raise ValueError(f"model must be one of the presets {sorted(PRESETS)}; got {self.model!r}")
         if self.data not in DATA_KINDS:
             raise ValueError(f"data must be one of {DATA_KINDS}; got {self.data!r}")
-        if self.data != "disks" and not self.data_path:
+        if self.data in ("mnist", "folder") and not self.data_path:
             raise ValueError(f"data={self.data!r} needs data_path (a .npy file or a folder of videos)")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}; got {self.schedule!r}")
@@ -76,9 +78,19 @@ class TrainConfig(DictConfig):
                 raise ValueError(f"{name} must be a positive int; got {value!r}")
         if self.time_limit is not None and self.time_limit <= 0:
             raise ValueError(f"time_limit must be a positive number of minutes or None; got {self.time_limit!r}")
+        if not isinstance(self.noise_shift, (int, float)) or isinstance(self.noise_shift, bool) \
+                or not self.noise_shift > 0:
+            raise ValueError(f"noise_shift must be a positive number; got {self.noise_shift!r}")
         if self.lr <= 0 or not 0 <= self.ema_decay < 1:
             raise ValueError(f"lr must be > 0 and ema_decay in [0, 1); got lr={self.lr}, ema_decay={self.ema_decay}")
-        down = self.unet_config().downsample  # also validates the overrides
+        unet = self.unet_config()  # also validates the overrides
+        if (self.data == "camera") != (unet.camera is not None):
+            raise ValueError(f"data='camera' and a camera-conditioned model go together (model 'camera', or "
+                             f"model_overrides {{'camera': 'world'|'plucker'}}); got data={self.data!r} with "
+                             f"model {self.model!r} (camera={unet.camera!r})")
+        if not self.max_speed > 0:
+            raise ValueError(f"max_speed must be > 0 (pixels per frame); got {self.max_speed!r}")
+        down = unet.downsample
         if self.size % down:
             raise ValueError(f"size must be a multiple of {down} for model {self.model!r} (patch and levels); "
                              f"got size={self.size}")

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..io.files import atomic_write_bytes
 from ..io.video import write_gif, write_grid_png, write_mp4
-from .schedules import make_scheduler
+from .schedules import make_scheduler, predicted_x0
 
 __all__ = ["sample_videos", "save_samples"]
 
@@ -19,13 +19,14 @@ __all__ = ["sample_videos", "save_samples"]
 @torch.no_grad()
 def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos: int, *, sampler: str = "ddim",
                   steps: int = 50, timesteps: int = 1000, schedule: str = "cosine",
-                  prediction: str = "v_prediction", seed: int = 0, batch_size: int = 32,
-                  progress: bool | None = None) -> Tensor:
+                  prediction: str = "v_prediction", shift: float = 1.0, seed: int = 0, batch_size: int = 32,
+                  cameras: Tensor | None = None, progress: bool | None = None) -> Tensor:
     """Generate ``num_videos`` videos of ``shape = (C, T, H, W)``; returns ``(N, C, T, H, W)`` in [0, 1].
 
     The scheduler (``"ddpm"``, ``"ddim"``, ``"dpm"``) comes from diffusers and must match the
-    training schedule (``timesteps``, ``schedule``, ``prediction``). The same ``seed`` gives the
-    same videos. ``progress=None`` shows a bar only on a terminal.
+    training schedule (``timesteps``, ``schedule``, ``prediction``, ``shift``). The same ``seed`` gives the
+    same videos. ``cameras`` (``(T, 6)`` for every video or ``(N, T, 6)``) conditions a camera
+    model. ``progress=None`` shows a bar only on a terminal.
     """
     from tqdm import tqdm
 
@@ -33,7 +34,17 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
         raise ValueError(f"num_videos, steps and batch_size must be >= 1; got {num_videos}, {steps}, {batch_size}")
     if len(shape) != 4:
         raise ValueError(f"shape must be (C, T, H, W); got {shape!r}")
-    scheduler = make_scheduler(sampler, num_train_timesteps=timesteps, schedule=schedule, prediction_type=prediction)
+    if cameras is not None:
+        if not isinstance(cameras, Tensor) or cameras.ndim not in (2, 3):
+            got = tuple(cameras.shape) if isinstance(cameras, Tensor) else type(cameras).__name__
+            raise ValueError(f"cameras must have shape (T, 6) or (N, T, 6); got {got}")
+        if cameras.ndim == 2:
+            cameras = cameras.expand(num_videos, *cameras.shape)
+        if cameras.shape[0] != num_videos or cameras.shape[1] != shape[1]:
+            raise ValueError(f"cameras must hold N={num_videos} paths of T={shape[1]} frames; got shape "
+                             f"{tuple(cameras.shape)}")
+    scheduler = make_scheduler(sampler, num_train_timesteps=timesteps, schedule=schedule, prediction_type=prediction,
+                               shift=shift)
     scheduler.set_timesteps(steps)
     gen = torch.Generator().manual_seed(seed)
     model.eval()
@@ -46,9 +57,15 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
             n = min(batch_size, num_videos - start)
             x = torch.randn((n, *shape), generator=gen) * scheduler.init_noise_sigma
             scheduler.set_timesteps(steps)  # multistep solvers keep history: reset per batch
+            extra = {} if cameras is None else {"cameras": cameras[start:start + n].to(device)}
+            x_self = torch.zeros_like(x) if getattr(model.config, "self_condition", False) else None
             for t in scheduler.timesteps:
                 model_in = scheduler.scale_model_input(x, t)
-                pred = model(model_in.to(device), t.expand(n).to(device)).cpu()
+                if x_self is not None:
+                    extra["x_self"] = x_self.to(device)
+                pred = model(model_in.to(device), t.expand(n).to(device), **extra).cpu()
+                if x_self is not None:
+                    x_self = predicted_x0(scheduler, x, t, pred, prediction).clamp(-1, 1)
                 x = scheduler.step(pred, t, x, generator=gen).prev_sample
                 bar.update(1)
             out.append(x)

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["cosine_beta_schedule", "SCHEDULES", "SAMPLERS", "PREDICTIONS", "make_scheduler"]
+__all__ = ["cosine_beta_schedule", "shift_betas", "predicted_x0", "SCHEDULES", "SAMPLERS", "PREDICTIONS", "make_scheduler"]
 
 #: beta schedules: ``"cosine"`` is text 004's (clamped to [1e-4, 0.999]); the others are diffusers' names
 SCHEDULES = ("cosine", "squaredcos_cap_v2", "linear", "scaled_linear")
@@ -35,8 +35,29 @@ def cosine_beta_schedule(timesteps: int, s: float = 0.008) -> Tensor:
     return torch.clamp(betas, 0.0001, 0.999)
 
 
+def shift_betas(betas: Tensor, shift: float) -> Tensor:
+    """Betas whose signal-to-noise ratio is ``shift**2`` times lower at every timestep.
+
+    ``alphā / (1 - alphā)`` is divided by ``shift**2`` (log-SNR moved down by ``2 log shift``), so
+    training and sampling spend more of their timesteps at high noise. The video has many
+    near-copies of the same content (one disk in every frame), so its content stays recognisable at
+    noise levels where a single image would be lost; the shift moves the schedule to where the
+    global decisions (here: the trajectory) are made, as resolution-dependent shifts do for large
+    images. ``shift=1`` returns ``betas`` unchanged.
+    """
+    if not isinstance(shift, (int, float)) or isinstance(shift, bool) or not math.isfinite(shift) or shift <= 0:
+        raise ValueError(f"shift must be a positive finite number; got {shift!r}")
+    if shift == 1:
+        return betas
+    alphas_cumprod = torch.cumprod(1 - betas.double(), dim=0)
+    snr = alphas_cumprod / (1 - alphas_cumprod) / shift**2
+    shifted = snr / (1 + snr)
+    previous = torch.cat([shifted.new_ones(1), shifted[:-1]])
+    return torch.clamp(1 - shifted / previous, 0.0, 0.999).float()
+
+
 def make_scheduler(sampler: str = "ddim", *, num_train_timesteps: int = 1000, schedule: str = "cosine",
-                   prediction_type: str = "v_prediction"):
+                   prediction_type: str = "v_prediction", shift: float = 1.0):
     """A diffusers scheduler for training (``add_noise``, ``get_velocity``) and sampling (``step``).
 
     Args:
@@ -44,6 +65,7 @@ def make_scheduler(sampler: str = "ddim", *, num_train_timesteps: int = 1000, sc
         num_train_timesteps: length of the training schedule.
         schedule: one of :data:`SCHEDULES`; ``"cosine"`` passes text 004's betas to diffusers.
         prediction_type: ``"epsilon"`` or ``"v_prediction"``.
+        shift: divide the schedule's signal-to-noise ratio by ``shift**2`` (:func:`shift_betas`).
     """
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
@@ -57,8 +79,14 @@ def make_scheduler(sampler: str = "ddim", *, num_train_timesteps: int = 1000, sc
         raise ValueError(f"num_train_timesteps must be an int >= 2; got {num_train_timesteps!r}")
     kwargs = {"num_train_timesteps": num_train_timesteps, "prediction_type": prediction_type}
     if schedule == "cosine":
-        kwargs["trained_betas"] = cosine_beta_schedule(num_train_timesteps).numpy()
+        kwargs["trained_betas"] = shift_betas(cosine_beta_schedule(num_train_timesteps), shift).numpy()
+    elif shift != 1:
+        from diffusers import DDPMScheduler
+
+        base = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=schedule).betas
+        kwargs["trained_betas"] = shift_betas(base, shift).numpy()
     else:
+        shift_betas(torch.zeros(1), shift)  # validates
         kwargs["beta_schedule"] = schedule
     if sampler == "ddpm":
         return DDPMScheduler(**kwargs, clip_sample=True)
@@ -66,3 +94,13 @@ def make_scheduler(sampler: str = "ddim", *, num_train_timesteps: int = 1000, sc
         return DDIMScheduler(**kwargs, clip_sample=True, set_alpha_to_one=True, timestep_spacing="trailing")
     return DPMSolverMultistepScheduler(**kwargs, algorithm_type="dpmsolver++", timestep_spacing="trailing",
                                        thresholding=False, lower_order_final=True)
+
+
+def predicted_x0(scheduler, x_t: Tensor, t: Tensor, output: Tensor, prediction: str) -> Tensor:
+    """The clean sample a model's ``output`` at ``x_t``, timesteps ``t`` (``(B,)`` or scalar) implies."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}; got {prediction!r}")
+    abar = scheduler.alphas_cumprod.to(x_t.device)[torch.as_tensor(t, device=x_t.device).long()]
+    abar = abar.reshape(-1, *([1] * (x_t.ndim - 1))).to(x_t.dtype)
+    a, s = abar.sqrt(), (1 - abar).sqrt()
+    return a * x_t - s * output if prediction == "v_prediction" else (x_t - s * output) / a

@@ -27,7 +27,7 @@ from ..io.checkpoint import CheckpointError, latest_checkpoint, load_state, load
 from ..io.files import atomic_write_csv, save_figure
 from ..models.video_unet import VideoUNet, VideoUNetConfig
 from .config import TrainConfig
-from .schedules import make_scheduler
+from .schedules import make_scheduler, predicted_x0
 
 __all__ = ["train", "make_dataset", "load_model", "WEIGHTS_KIND", "STATE_KIND"]
 
@@ -36,9 +36,14 @@ STATE_KIND = "video_diffusion_train_state"
 
 
 def make_dataset(cfg: TrainConfig) -> Dataset:
-    """The training videos the config names, items ``(C, T, H, W)`` in [0, 1]."""
+    """The training videos the config names, items ``(C, T, H, W)`` in [0, 1] (camera data: ``(video, cameras)``)."""
     if cfg.data == "disks":
         return BouncingDisks(num_frames=cfg.frames, size=cfg.size, digit_size=cfg.digit_size, seed=cfg.seed)
+    if cfg.data == "camera":
+        from ..data.camera_pan import CameraPans
+
+        return CameraPans(num_frames=cfg.frames, size=cfg.size, channels=cfg.channels, max_speed=cfg.max_speed,
+                          seed=cfg.seed)
     if cfg.data == "mnist":
         from ..data.moving_mnist import MovingMNIST
 
@@ -150,7 +155,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
         ema = copy.deepcopy(model).requires_grad_(False)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         noise_sched = make_scheduler("ddpm", num_train_timesteps=cfg.timesteps, schedule=cfg.schedule,
-                                     prediction_type=cfg.prediction)
+                                     prediction_type=cfg.prediction, shift=cfg.noise_shift)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
         step, epoch, batch_in_epoch = 0, 0, 0
         ckpt_dir = out_dir / "checkpoints"
@@ -187,7 +192,12 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
             order = list(sampler)
             batches = [order[i:i + per_rank] for i in range(0, len(order) - per_rank + 1, per_rank)]
             for bi in range(batch_in_epoch, len(batches)):
-                x0 = torch.stack([dataset[i] for i in batches[bi]]) * 2 - 1  # (b, c, t, h, w) in [-1, 1]
+                items = [dataset[i] for i in batches[bi]]
+                cams = None
+                if isinstance(items[0], tuple):  # (video, cameras)
+                    items, cams = zip(*items)
+                    cams = torch.stack(cams).to(device)
+                x0 = torch.stack(items) * 2 - 1  # (b, c, t, h, w) in [-1, 1]
                 noise = torch.randn(x0.shape, generator=gen)  # drawn on the CPU: the same on any device
                 t = torch.randint(0, cfg.timesteps, (x0.shape[0],), generator=gen)
                 x0, noise, t = x0.to(device), noise.to(device), t.to(device)
@@ -195,7 +205,15 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
                 target = noise if cfg.prediction == "epsilon" else noise_sched.get_velocity(x0, noise, t)
                 for group in optimizer.param_groups:
                     group["lr"] = _lr(cfg, step)
-                loss = F.mse_loss(net(xt, t), target)
+                extra = {} if cams is None else {"cameras": cams}
+                if model.config.self_condition:  # half the time, condition on the model's own first estimate
+                    x_self = torch.zeros_like(xt)
+                    if torch.rand((), generator=gen) < 0.5:
+                        with torch.no_grad():
+                            x_self = predicted_x0(noise_sched, xt, t, net(xt, t, **extra), cfg.prediction)
+                            x_self = x_self.clamp(-1, 1)
+                    extra["x_self"] = x_self
+                loss = F.mse_loss(net(xt, t, **extra), target)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:

@@ -14,6 +14,23 @@ core patterns (``"joint"``, ``"spatial"``, ``"temporal"``, ``"window"``, ``"cros
 ``rope="t"|"thw"`` also rotates queries and keys by frame (and row, column), so attention scores
 depend on the offset between tokens: "the disk one frame later sits ``v`` pixels further" is the
 same relation everywhere.
+
+Camera conditioning (``camera=`` in the config, ``forward(x, t, cameras)`` with per-frame camera
+vectors ``(B, T, 6) = (pitch, yaw, roll, tx, ty, tz)``, :mod:`spacetime.ops.camera`):
+
+``"world"``
+    every attention stage places its tokens where they sit in the scene rather than in the
+    frame: the camera's image-plane translation relative to frame 0 (``tx, ty`` times
+    ``camera_pixels`` pixels per unit) is added to each token's row and column, in the
+    sinusoidal positions and, with ``rope="thw"``, in the rotary ones. Tokens that show the same
+    point of the scene in different frames then share a position, and attention between them
+    depends on their offset in the scene. For cameras that pan over a planar scene (pitch, yaw,
+    roll and ``tz`` must be 0).
+``"plucker"``
+    per-pixel Plücker rays of each level's grid (:func:`~spacetime.ops.camera.plucker_rays`,
+    cameras relative to frame 0, translation in frame widths, horizontal field of view
+    ``camera_fov`` degrees) added at every level through zero-initialised projections
+    (:class:`~spacetime.layers.camera.PluckerInjection`): any 6-DoF path.
 """
 
 from __future__ import annotations
@@ -27,14 +44,18 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..blocks.transformer import TransformerBlock
+from ..layers.camera import PluckerInjection
+from ..ops.camera import camera_to_world, check_cameras, intrinsics_from_fov, plucker_rays, relative_to_first
 from ..ops.encodings import ROPE_AXES, sinusoidal_table
 from ..ops.layout import check_video
 from ..ops.patterns import PATTERNS, Spatial, Temporal
 from .configs import DictConfig
 
-__all__ = ["VideoUNetConfig", "VideoUNet", "PRESETS", "ATTENTION_CHOICES"]
+__all__ = ["VideoUNetConfig", "VideoUNet", "PRESETS", "ATTENTION_CHOICES", "CAMERA_MODES"]
 
 ATTENTION_CHOICES = ("factorized", *PATTERNS)
+#: how a VideoUNet takes cameras (see the module docstring); None: it takes none
+CAMERA_MODES = ("world", "plucker")
 
 
 @dataclass
@@ -48,16 +69,26 @@ class VideoUNetConfig(DictConfig):
     attention: list[str | None] = field(default_factory=lambda: [None, "joint", "joint"])
     head_dim: int = 16
     temporal_kernel: int = 3
+    conv: str = "2+1d"  # residual convs: "2+1d" (3x3 in the frame, then over time) or "3d" (one k x 3 x 3 conv)
+    pixel_stem: int = 0  # > 0: channels of a 3 x 5 x 5 space-time conv on the pixels before the patch fold
+    self_condition: bool = False  # also take the previous estimate of the clean video as input (Chen et al.)
     mlp_ratio: float = 2.0
     dropout: float = 0.0
     rope: str | None = None  # rotary positions in every attention stage: None, "t" or "thw"
+    camera: str | None = None  # camera conditioning: None, "world" or "plucker" (module docstring)
+    camera_pixels: float = 1.0  # "world": pixels of image-plane shift per unit of camera translation
+    camera_fov: float = 60.0  # "plucker": horizontal field of view in degrees
 
     def __post_init__(self):
         self.channels, self.attention = list(self.channels), list(self.attention)
+        if isinstance(self.pixel_stem, bool) or not isinstance(self.pixel_stem, int) or self.pixel_stem < 0:
+            raise ValueError(f"pixel_stem must be an int >= 0 (0: none); got {self.pixel_stem!r}")
         for name in ("in_channels", "patch", "blocks", "head_dim", "temporal_kernel"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int; got {value!r}")
+        if self.conv not in ("2+1d", "3d"):
+            raise ValueError(f"conv must be '2+1d' or '3d'; got {self.conv!r}")
         if self.temporal_kernel % 2 == 0:
             raise ValueError(f"temporal_kernel must be odd (same-length output); got {self.temporal_kernel}")
         if not self.channels or any(not isinstance(c, int) or c < 8 or c % 8 for c in self.channels):
@@ -73,6 +104,14 @@ class VideoUNetConfig(DictConfig):
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
         if self.rope is not None and self.rope not in ROPE_AXES:
             raise ValueError(f"rope must be None or one of {ROPE_AXES}; got {self.rope!r}")
+        if self.camera is not None and self.camera not in CAMERA_MODES:
+            raise ValueError(f"camera must be None or one of {CAMERA_MODES}; got {self.camera!r}")
+        if self.camera == "world" and not any(self.attention):
+            raise ValueError("camera='world' moves the positions of attention tokens: give at least one level "
+                             f"attention; got attention={self.attention!r}")
+        if not self.camera_pixels > 0 or not 0 < self.camera_fov < 180:
+            raise ValueError(f"camera_pixels must be > 0 and camera_fov in (0, 180) degrees; got "
+                             f"camera_pixels={self.camera_pixels!r}, camera_fov={self.camera_fov!r}")
 
     @property
     def downsample(self) -> int:
@@ -86,6 +125,9 @@ PRESETS: dict[str, VideoUNetConfig] = {
     "small": VideoUNetConfig(),
     "base": VideoUNetConfig(channels=[64, 128, 128], head_dim=32),
     "large": VideoUNetConfig(channels=[64, 128, 192], blocks=2, head_dim=32),
+    # temporal_kernel=1: frames meet only in attention, where tokens sit at their place in the scene
+    "camera": VideoUNetConfig(channels=[32, 64, 64], attention=[None, "joint", "joint"], temporal_kernel=1, rope="thw",
+                              camera="world"),
 }
 
 
@@ -94,25 +136,31 @@ def _groups(c: int) -> int:
 
 
 class SpaceTimeConv(nn.Sequential):
-    """A 3x3 conv within each frame, then a ``k``-tap conv across frames, on ``(b, c, t, h, w)``."""
+    """On ``(b, c, t, h, w)``: a 3x3 conv within each frame, then a ``k``-tap conv across frames
+    (``kind="2+1d"``), or one ``k x 3 x 3`` conv (``"3d"``: filters oriented in space-time, motion
+    detectors, in one layer)."""
 
-    def __init__(self, c_in: int, c_out: int, temporal_kernel: int):
-        super().__init__(nn.Conv3d(c_in, c_out, (1, 3, 3), padding=(0, 1, 1)),
-                         nn.Conv3d(c_out, c_out, (temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0)))
+    def __init__(self, c_in: int, c_out: int, temporal_kernel: int, kind: str = "2+1d"):
+        k = temporal_kernel
+        if kind == "3d":
+            super().__init__(nn.Conv3d(c_in, c_out, (k, 3, 3), padding=(k // 2, 1, 1)))
+        else:
+            super().__init__(nn.Conv3d(c_in, c_out, (1, 3, 3), padding=(0, 1, 1)),
+                             nn.Conv3d(c_out, c_out, (k, 1, 1), padding=(k // 2, 0, 0)))
 
 
 class ResBlock(nn.Module):
     """Pre-activation residual block with the timestep embedding as a per-channel scale and shift."""
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, temporal_kernel: int, dropout: float):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, temporal_kernel: int, dropout: float, conv: str = "2+1d"):
         super().__init__()
         self.norm1 = nn.GroupNorm(_groups(c_in), c_in)
-        self.conv1 = SpaceTimeConv(c_in, c_out, temporal_kernel)
+        self.conv1 = SpaceTimeConv(c_in, c_out, temporal_kernel, conv)
         self.emb = nn.Linear(emb_dim, 2 * c_out)
         self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
         self.drop = nn.Dropout(dropout)
-        self.conv2 = SpaceTimeConv(c_out, c_out, temporal_kernel)
-        nn.init.zeros_(self.conv2[1].weight), nn.init.zeros_(self.conv2[1].bias)
+        self.conv2 = SpaceTimeConv(c_out, c_out, temporal_kernel, conv)
+        nn.init.zeros_(self.conv2[-1].weight), nn.init.zeros_(self.conv2[-1].bias)
         self.skip = nn.Conv3d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
@@ -135,36 +183,88 @@ class AttentionStage(nn.Module):
 
     def positions(self, t: int, h: int, w: int, device) -> Tensor:
         """``(t, h, w, dim)`` learned mix of sinusoidal features of each token's frame, row and column."""
-        feats = [sinusoidal_table(torch.arange(n, device=device), self.pos_dim, base=100.0) for n in (t, h, w)]
-        grid = torch.cat([feats[0][:, None, None].expand(t, h, w, -1), feats[1][None, :, None].expand(t, h, w, -1),
-                          feats[2][None, None, :].expand(t, h, w, -1)], dim=-1)
-        return self.pos(grid)
+        return self.pos(self._features(self._grid(t, h, w, device)))
 
-    def forward(self, x: Tensor) -> Tensor:
-        _, _, t, h, w = x.shape
-        tokens = rearrange(x, "b c t h w -> b t h w c") + self.positions(t, h, w, x.device)
-        return rearrange(self.block.forward_channels_last(tokens), "b t h w c -> b c t h w")
+    @staticmethod
+    def _grid(t: int, h: int, w: int, device) -> Tensor:
+        """``(t, h, w, 3)`` float (frame, row, column) of every token."""
+        axes = (torch.arange(n, device=device, dtype=torch.float32) for n in (t, h, w))
+        return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)
+
+    def _features(self, grid: Tensor) -> Tensor:
+        """``(..., 3)`` positions -> ``(..., 3 * pos_dim)`` sinusoidal features."""
+        flat = grid.reshape(-1, 3)
+        feats = [sinusoidal_table(flat[:, i], self.pos_dim, base=100.0) for i in range(3)]
+        return torch.cat(feats, -1).view(*grid.shape[:-1], -1)
+
+    def forward(self, x: Tensor, shift: Tensor | None = None) -> Tensor:
+        """``shift`` ``(b, t, 2)``: per-frame (row, column) offset of the scene, in fractions of the frame."""
+        b, _, t, h, w = x.shape
+        tokens = rearrange(x, "b c t h w -> b t h w c")
+        if shift is None:
+            out = self.block.forward_channels_last(tokens + self.positions(t, h, w, x.device))
+        else:  # tokens at their place in the scene: row + dy * h, column + dx * w
+            offset = torch.cat([shift.new_zeros(b, t, 1), shift * shift.new_tensor([h, w])], -1)
+            grid = self._grid(t, h, w, x.device) + offset[:, :, None, None, :]  # (b, t, h, w, 3)
+            rotary = grid if self.block.attn[0].attn.rope is not None else None
+            out = self.block.forward_channels_last(tokens + self.pos(self._features(grid)), positions=rotary)
+        return rearrange(out, "b t h w c -> b c t h w")
 
 
 class Level(nn.Module):
-    """``blocks`` residual blocks, each followed by an attention stage when the level has one."""
+    """``blocks`` residual blocks, each followed by an attention stage when the level has one.
+
+    With ``camera="plucker"`` the input first gets the level's Plücker rays (zero-initialised).
+    """
 
     def __init__(self, c_in: int, c_out: int, blocks: int, emb_dim: int, cfg: VideoUNetConfig, pattern: str | None):
         super().__init__()
+        self.plucker = PluckerInjection(c_in, layout="bcthw") if cfg.camera == "plucker" else None
         self.res = nn.ModuleList(
-            ResBlock(c_in if i == 0 else c_out, c_out, emb_dim, cfg.temporal_kernel, cfg.dropout) for i in range(blocks)
+            ResBlock(c_in if i == 0 else c_out, c_out, emb_dim, cfg.temporal_kernel, cfg.dropout, cfg.conv)
+            for i in range(blocks)
         )
         self.attn = nn.ModuleList(
             AttentionStage(c_out, pattern, cfg.head_dim, cfg.mlp_ratio, cfg.rope)
             for _ in range(blocks if pattern else 0)
         )
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor, camera: _Camera | None = None) -> Tensor:
+        if self.plucker is not None:
+            x = self.plucker(x, camera.rays(*x.shape[-2:]))
+        shift = camera.shift if camera is not None and camera.shift is not None else None
         for i, res in enumerate(self.res):
             x = res(x, emb)
             if self.attn:
-                x = self.attn[i](x)
+                x = self.attn[i](x, shift)
         return x
+
+
+class _Camera:
+    """The cameras of one forward pass, in the forms the levels ask for (rays cached per grid size)."""
+
+    def __init__(self, cfg: VideoUNetConfig, cameras: Tensor, height: int, width: int):
+        self.cfg, self.cameras, self.height, self.width = cfg, cameras, height, width
+        self._rays: dict[tuple[int, int], Tensor] = {}
+        self.shift = None
+        if cfg.camera == "world":
+            bad = cameras[..., [0, 1, 2, 5]].abs() > 1e-6
+            if bad.any():
+                b, t, i = bad.nonzero()[0].tolist()
+                name = ("pitch", "yaw", "roll", "tz")[i]
+                raise ValueError(f"cameras: camera='world' models pan over a planar scene (pitch, yaw, roll and tz "
+                                 f"must be 0); got {name}={cameras[b, t, [0, 1, 2, 5][i]].item():g} at video {b}, "
+                                 f"frame {t}")
+            pixels = (cameras[..., 3:5] - cameras[:, :1, 3:5]) * cfg.camera_pixels  # (b, t, 2) as (x, y)
+            self.shift = pixels.flip(-1) / pixels.new_tensor([height, width])  # (row, column) in frame fractions
+
+    def rays(self, h: int, w: int) -> Tensor:
+        if (h, w) not in self._rays:
+            c2w = relative_to_first(camera_to_world(self.cameras.double()))
+            c2w[..., :3, 3] *= self.cfg.camera_pixels / self.width  # translation in frame widths
+            k = intrinsics_from_fov(torch.tensor(self.cfg.camera_fov, dtype=torch.float64).deg2rad(), h, w)
+            self._rays[(h, w)] = plucker_rays(c2w, k, h, w).to(self.cameras.dtype)
+        return self._rays[(h, w)]
 
 
 class VideoUNet(nn.Module):
@@ -179,7 +279,12 @@ class VideoUNet(nn.Module):
         ch = cfg.channels
         emb_dim = 4 * ch[0]
         self.time_mlp = nn.Sequential(nn.Linear(ch[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.stem = nn.Conv3d(cfg.in_channels * cfg.patch**2, ch[0], (1, 3, 3), padding=(0, 1, 1))
+        # pixel_stem: filters over 3 frames x 5 x 5 pixels see motion of up to 2 px/frame before the fold
+        inputs = cfg.in_channels * (2 if cfg.self_condition else 1)
+        self.pixel_stem = nn.Sequential(nn.Conv3d(inputs, cfg.pixel_stem, (3, 5, 5), padding=(1, 2, 2)),
+                                        nn.SiLU()) if cfg.pixel_stem else None
+        stem_in = (cfg.pixel_stem + inputs if cfg.pixel_stem else inputs) * cfg.patch**2
+        self.stem = nn.Conv3d(stem_in, ch[0], (1, 3, 3), padding=(0, 1, 1))
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         for i, c in enumerate(ch):
@@ -205,9 +310,26 @@ class VideoUNet(nn.Module):
             raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {name!r}")
         return cls(dataclasses.replace(PRESETS[name], **overrides))
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, cameras: Tensor | None = None, x_self: Tensor | None = None) -> Tensor:
+        """``x (B, C, T, H, W)``, timesteps ``t (B,)``, for a camera model ``cameras (B, T, 6)``, and for a
+        self-conditioned model the previous estimate of the clean video ``x_self`` (``None``: zeros)."""
         cfg = self.config
-        b, _, h, w = check_video(x, "bcthw", cfg.in_channels)
+        b, frames, h, w = check_video(x, "bcthw", cfg.in_channels)
+        if cfg.self_condition:
+            if x_self is not None and x_self.shape != x.shape:
+                raise ValueError(f"x_self must have the shape of x {tuple(x.shape)}; got {tuple(x_self.shape)}")
+            x = torch.cat([x, torch.zeros_like(x) if x_self is None else x_self.to(x.dtype)], dim=1)
+        elif x_self is not None:
+            raise ValueError("x_self was given but this VideoUNet is not self-conditioned (config.self_condition=False)")
+        camera = None
+        if cfg.camera is None and cameras is not None:
+            raise ValueError("cameras were given but this VideoUNet has no camera conditioning (config.camera=None)")
+        if cfg.camera is not None:
+            if cameras is None:
+                raise ValueError(f"this VideoUNet is camera-conditioned (camera={cfg.camera!r}): pass cameras "
+                                 f"(B, T, 6) = (pitch, yaw, roll, tx, ty, tz)")
+            check_cameras(cameras, "cameras", trailing=(6,), batch=b, frames=frames)
+            camera = _Camera(cfg, cameras.to(x.device, torch.float32), h, w)
         if h % cfg.downsample or w % cfg.downsample:
             raise ValueError(f"x needs H and W divisible by {cfg.downsample} (patch {cfg.patch}, {len(cfg.channels)} "
                              f"levels); got H={h}, W={w}")
@@ -218,17 +340,19 @@ class VideoUNet(nn.Module):
             raise ValueError(f"t must be a scalar or a (B,) tensor of timesteps with B={b}; got shape {tuple(t.shape)}")
         emb = self.time_mlp(sinusoidal_table(t, cfg.channels[0]))
         p = cfg.patch
+        if self.pixel_stem is not None:
+            x = torch.cat([x, self.pixel_stem(x)], dim=1)
         x = rearrange(x, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=p, p2=p)
         x = self.stem(x)
         skips = []
         for i, level in enumerate(self.down):
-            x = level(x, emb)
+            x = level(x, emb, camera)
             skips.append(x)
             if i < len(self.downsample):
                 x = self.downsample[i](x)
-        x = self.mid(x, emb)
+        x = self.mid(x, emb, camera)
         for j, level in enumerate(self.up):
-            x = level(torch.cat([x, skips.pop()], dim=1), emb)
+            x = level(torch.cat([x, skips.pop()], dim=1), emb, camera)
             if j < len(self.upsample):
                 x = self.upsample[j](F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"))
         x = self.out(F.silu(self.out_norm(x)))
