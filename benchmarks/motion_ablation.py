@@ -14,8 +14,15 @@ Per evaluation it appends a row to ``benchmarks/motion/<variant>-s<seed>.csv``:
     motion_score          among videos whose every frame holds one disk, the fraction whose motion passes
     prefix_score          mean over videos of (longest plausible leading clip, in frames) / T: a graded
                           motion signal while ``plausible`` is still 0
+    kept_15, kept_25      trajectory recovery: 32 held-out training videos noised to log-SNR -1.5 (-2.5)
+                          and denoised by the same sampler; the fraction that come back plausible on
+                          their own trajectory (every position within 1 px). Where this falls from ~1
+                          to 0 is the noise range in which the model loses the motion.
+    copies                with a fixed training set (``num_videos``): the fraction of sampled videos whose
+                          disk positions all lie within 1 px of one training video's (memorisation)
 
-and redraws ``benchmarks/motion/curves.png`` from every CSV in that folder.
+and redraws ``benchmarks/motion/curves.png`` (scores vs minutes) and ``steps.png`` (trajectory
+recovery vs optimizer steps) from every CSV in that folder.
 
 Two variants side by side, one core each (as in ``docs/drafts/motion.md``)::
 
@@ -38,7 +45,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "motion"
 FIELDS = ["variant", "seed", "minutes", "step", "loss", "plausible", "frame_score", "motion_score", "prefix_score",
-          "sample_seconds"]
+          "sample_seconds", "kept_15", "kept_25", "copies"]
+REQUIRED = FIELDS[:10]  # CSVs written before the trajectory-recovery columns lack the last two
 
 #: name -> (what it tests, changes to the demo's config; ``model_overrides`` changes the VideoUNet preset)
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -59,6 +67,32 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "lr-fit": ("learning rate decays within 10 one-core minutes (900 steps) instead of 2400 steps",
                {"steps": 900}),
     "rope-lr-fit": ("rope-thw with lr-fit", {"model_overrides": {"rope": "thw"}, "steps": 900}),
+    "p4-joint8-shift4": ("p4-joint8 with the schedule's SNR divided by 16: trajectories are decided at high noise",
+                         {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"]},
+                          "noise_shift": 4.0}),
+    "p4-joint8-conv3d": ("p4-joint8 with full 3x3x3 convolutions (space-time oriented filters) instead of (2+1)-D",
+                         {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"],
+                                              "conv": "3d"}}),
+    "p4-joint8-pixstem": ("p4-joint8 with a 3x5x5 space-time conv (16 channels) on the pixels before the 4x4 fold: "
+                          "motion of 1-2 px/frame is visible to the first layer",
+                          {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"],
+                                               "pixel_stem": 16}}),
+    "p4-joint8-selfcond": ("p4-joint8 with self-conditioning: the model also sees its previous estimate of the "
+                           "clean video, so a trajectory it has begun to draw is kept rather than redrawn",
+                           {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"],
+                                                "self_condition": True}}),
+    "p4-joint8-fixed512": ("p4-joint8 trained on text 004's fixed set of 512 videos instead of fresh ones",
+                           {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"]},
+                            "num_videos": 512}),
+    "p4-joint8-wide": ("p4-joint8 twice as wide (128 channels, 4 heads of 32): fewer, stronger steps",
+                       {"model_overrides": {"patch": 4, "channels": [128, 128], "attention": ["joint", "joint"],
+                                            "head_dim": 32}}),
+    "p4-joint8-bs8": ("p4-joint8 with batch 8: twice the optimizer steps per minute",
+                      {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"]},
+                       "batch_size": 8}),
+    "p4-joint8-shift8": ("p4-joint8 with the schedule's SNR divided by 64",
+                         {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"]},
+                          "noise_shift": 8.0}),
 }
 
 
@@ -82,6 +116,57 @@ def scores(videos: np.ndarray, detector) -> dict:
         "motion_score": float(np.mean([v.plausible for v in all_frames])) if all_frames else float("nan"),
         "prefix_score": float(np.mean(prefix)) / t,
     }
+
+
+def trajectory_recovery(model, cfg, log_snr: float, detector, num: int = 32, steps: int = 50) -> float:
+    """Fraction of ``num`` held-out videos that, noised to ``log_snr`` and denoised (DDIM, the run's
+    schedule), come back plausible with every disk position within 1 px of the original."""
+    import torch
+
+    from spacetime.data.bouncing import BouncingDisks
+    from spacetime.diffusion.schedules import make_scheduler
+
+    data = BouncingDisks(num_frames=cfg.frames, size=cfg.size, digit_size=cfg.digit_size, seed=cfg.seed + 10_007)
+    x0 = torch.stack([data[i] for i in range(num)]) * 2 - 1
+    sched = make_scheduler("ddim", num_train_timesteps=cfg.timesteps, schedule=cfg.schedule,
+                           prediction_type=cfg.prediction, shift=cfg.noise_shift)
+    snr = torch.log(sched.alphas_cumprod / (1 - sched.alphas_cumprod))
+    start = int((snr >= log_snr).nonzero().max())
+    sched.set_timesteps(steps)
+    timesteps = [t for t in sched.timesteps if t <= start]
+    gen = torch.Generator().manual_seed(4321)
+    x = sched.add_noise(x0, torch.randn(x0.shape, generator=gen), torch.full((num,), int(timesteps[0])))
+    from spacetime.diffusion.schedules import predicted_x0
+
+    model.eval()
+    x_self = torch.zeros_like(x) if model.config.self_condition else None
+    with torch.no_grad():
+        for t in timesteps:
+            out = model(x, t.expand(num)) if x_self is None else model(x, t.expand(num), x_self=x_self)
+            if x_self is not None:
+                x_self = predicted_x0(sched, x, t, out, cfg.prediction).clamp(-1, 1)
+            x = sched.step(out, t, x).prev_sample
+    videos = ((x + 1) / 2).clamp(0, 1)[:, 0].numpy()
+    kept = []
+    for i, video in enumerate(videos):
+        verdict = detector.judge(video)
+        kept.append(verdict.plausible and np.abs(verdict.positions - data.positions(i)).max() <= 1.0)
+    return float(np.mean(kept))
+
+
+def copies(videos: np.ndarray, cfg, detector) -> float | str:
+    """Fraction of ``videos`` that retrace a training video (every position within 1 px); "" for fresh data."""
+    if cfg.num_videos is None:
+        return ""
+    from spacetime.diffusion.train import make_dataset
+
+    data = make_dataset(cfg)
+    train = np.stack([data.positions(i) for i in range(len(data))]).astype(np.float64)  # (n, t, 2)
+    hits = []
+    for video in videos:
+        pos = detector.judge(video).positions
+        hits.append(bool(np.isfinite(pos).all() and (np.abs(train - pos).max(axis=(1, 2)) <= 1.0).any()))
+    return float(np.mean(hits))
 
 
 def _write_csv(rows: list[dict], path: Path) -> None:
@@ -116,12 +201,15 @@ def run_variant(name: str, minutes: float, every: float, samples: int, sample_st
         start = time.perf_counter()
         videos = sample_videos(model, (cfg.channels, cfg.frames, cfg.size, cfg.size), samples, sampler=cfg.sampler,
                                steps=sample_steps, timesteps=cfg.timesteps, schedule=cfg.schedule,
-                               prediction=cfg.prediction, seed=1234, progress=False)
+                               prediction=cfg.prediction, shift=cfg.noise_shift, seed=1234, progress=False)
         sample_seconds = time.perf_counter() - start
         row = {"variant": name, "seed": seed, "minutes": round(trained / 60, 3), "step": summary["step"],
                "loss": round(summary["loss"], 5), **{k: round(v, 4) for k, v in scores(videos[:, 0].numpy(),
                                                                                         detector).items()},
-               "sample_seconds": round(sample_seconds, 1)}
+               "sample_seconds": round(sample_seconds, 1),
+               "kept_15": trajectory_recovery(model, cfg, -1.5, detector),
+               "kept_25": trajectory_recovery(model, cfg, -2.5, detector),
+               "copies": copies(videos[:, 0].numpy(), cfg, detector)}
         rows.append(row)
         _write_csv(rows, csv_path)
         plot(out_dir)
@@ -129,6 +217,30 @@ def run_variant(name: str, minutes: float, every: float, samples: int, sample_st
         if not summary["stopped_by_time_limit"]:
             break  # the config's steps are done
     return rows
+
+
+def rescore(name: str, seed: int, runs_dir: Path, out_dir: Path) -> dict:
+    """Fill the trajectory-recovery columns of the last row of a variant's CSV from its final checkpoint
+    (for runs made before those columns existed)."""
+    from spacetime.data.plausibility import DiskDetector
+    from spacetime.diffusion.config import TrainConfig
+    from spacetime.diffusion.train import load_model
+
+    csv_path, run_dir = out_dir / f"{name}-s{seed}.csv", runs_dir / f"{name}-s{seed}" / "train"
+    if not csv_path.is_file() or not (run_dir / "checkpoints").is_dir():
+        raise SystemExit(f"{name}: needs {csv_path} and the run's checkpoints in {run_dir}")
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    model, meta = load_model(run_dir / "checkpoints")
+    if str(meta["step"]) != rows[-1]["step"]:
+        raise SystemExit(f"{name}: the final checkpoint is step {meta['step']}, the CSV's last row step {rows[-1]['step']}")
+    cfg = TrainConfig.from_dict(meta["train_config"])
+    detector = DiskDetector(size=cfg.size, digit_size=cfg.digit_size)
+    rows[-1].update(kept_15=trajectory_recovery(model, cfg, -1.5, detector),
+                    kept_25=trajectory_recovery(model, cfg, -2.5, detector))
+    _write_csv(rows, csv_path)
+    print(f"{name}: step {meta['step']} kept_15={rows[-1]['kept_15']} kept_25={rows[-1]['kept_25']}", flush=True)
+    return rows[-1]
 
 
 def plot(out_dir: Path) -> Path | None:
@@ -144,24 +256,40 @@ def plot(out_dir: Path) -> Path | None:
     for path in sorted(out_dir.glob("*.csv")):
         with path.open() as f:
             rows = list(csv.DictReader(f))
-        if rows and set(FIELDS) <= set(rows[0]):
+        if rows and set(REQUIRED) <= set(rows[0]):
             runs[path.stem] = rows
     if not runs:
         return None
+    colours = {name: plt.cm.tab20(i % 20) for i, name in enumerate(runs)}  # one colour per run in both figures
     keys = [("plausible", "plausible videos (spacetime eval)"), ("frame_score", "frames with one training disk"),
             ("motion_score", "motion passes (videos with a disk in every frame)"),
-            ("prefix_score", "plausible leading frames / T")]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+            ("prefix_score", "plausible leading frames / T"),
+            ("kept_15", "trajectory kept from log-SNR -1.5"), ("kept_25", "trajectory kept from log-SNR -2.5")]
+    fig, axes = plt.subplots(3, 2, figsize=(10, 10), sharex=True)
     for ax, (key, title) in zip(axes.flat, keys):
         for name, rows in runs.items():
-            ax.plot([float(r["minutes"]) for r in rows], [float(r[key]) for r in rows], marker="o", ms=3, label=name)
+            points = [(float(r["minutes"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+            if points:
+                ax.plot(*zip(*points), marker="o", ms=3, label=name, color=colours[name])
         ax.set_title(title, fontsize=10), ax.set_ylim(-0.03, 1.03), ax.grid(alpha=0.3)
-    for ax in axes[1]:
+    for ax in axes[-1]:
         ax.set_xlabel("training minutes (one core)")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("bouncing disks 8x32x32: sample plausibility vs training time")
     fig.tight_layout()
-    return save_figure(fig, out_dir / "curves.png")
+    path = save_figure(fig, out_dir / "curves.png")
+    # the same trajectory-recovery scores against optimizer steps: does a variant learn more per step?
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, (key, title) in zip(axes, keys[4:]):
+        for name, rows in runs.items():
+            points = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+            if points:
+                ax.plot(*zip(*points), marker="o", ms=3, label=name, color=colours[name])
+        ax.set_title(title, fontsize=10), ax.set_xlabel("optimizer step"), ax.grid(alpha=0.3), ax.set_ylim(-0.03, 1.03)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, out_dir / "steps.png")
+    return path
 
 
 def main(argv=None) -> int:
@@ -177,6 +305,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(OUT), help="folder of the CSVs and curves.png")
     parser.add_argument("--plot-only", action="store_true", help="only redraw curves.png from the CSVs")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
+    parser.add_argument("--sweep", type=float, nargs="+", metavar="LOGSNR",
+                        help="do not train: print the trajectory recovery of each variant's final checkpoint from "
+                             "these log-SNRs")
+    parser.add_argument("--rescore", action="store_true",
+                        help="do not train: fill the trajectory-recovery columns of each variant's last CSV row from "
+                             "its final checkpoint in --runs")
     args = parser.parse_args(argv)
     if args.list:
         for name, (what, changes) in VARIANTS.items():
@@ -192,6 +326,23 @@ def main(argv=None) -> int:
         parser.error(f"variants must be among {sorted(VARIANTS)}; got {args.variants}")
     if args.minutes <= 0 or args.every <= 0 or args.samples < 1 or args.sample_steps < 1:
         parser.error("--minutes and --every must be > 0, --samples and --sample-steps >= 1")
+    if args.sweep:
+        from spacetime.data.plausibility import DiskDetector
+        from spacetime.diffusion.config import TrainConfig
+        from spacetime.diffusion.train import load_model
+
+        for name in args.variants:
+            model, meta = load_model(Path(args.runs) / f"{name}-s{args.seed}" / "train" / "checkpoints")
+            cfg = TrainConfig.from_dict(meta["train_config"])
+            detector = DiskDetector(size=cfg.size, digit_size=cfg.digit_size)
+            kept = [f"{s:+.1f}: {trajectory_recovery(model, cfg, s, detector):.2f}" for s in args.sweep]
+            print(f"{name} (step {meta['step']}) trajectory kept from log-SNR " + ", ".join(kept), flush=True)
+        return 0
+    if args.rescore:
+        for name in args.variants:
+            rescore(name, args.seed, Path(args.runs), out_dir)
+        plot(out_dir)
+        return 0
     for name in args.variants:
         run_variant(name, args.minutes, args.every, args.samples, args.sample_steps, args.seed, Path(args.runs),
                     out_dir)

@@ -165,3 +165,15 @@ def test_self_conditioned_model_trains_and_samples_deterministically(tmp_path):
     model, _ = load_model(tmp_path / "run" / "checkpoints")
     a, b = (sample_videos(model, (1, 4, 16, 16), 2, steps=3, seed=5) for _ in range(2))
     assert torch.equal(a, b) and a.shape == (2, 1, 4, 16, 16)
+
+
+def test_num_videos_fixes_the_training_set():
+    from spacetime.diffusion.train import make_dataset
+
+    fixed = make_dataset(TrainConfig(**TINY, num_videos=6))
+    assert len(fixed) == 6 and torch.equal(fixed[5], make_dataset(TrainConfig(**TINY))[5])
+    assert len(make_dataset(TrainConfig(data="camera", model="camera", num_videos=3))) == 3
+    with pytest.raises(ValueError, match="num_videos must be a positive int or None"):
+        TrainConfig(num_videos=0)
+    with pytest.raises(ValueError, match="num_videos applies to the generated data"):
+        TrainConfig(data="mnist", data_path="x.npy", num_videos=8)

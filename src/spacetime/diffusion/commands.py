@@ -29,6 +29,8 @@ _HELP = {
     "model": "VideoUNet preset ('camera' for --data camera)",
     "data": "training videos: bouncing disks, a Moving MNIST .npy, a folder of videos, synthetic camera pans",
     "max_speed": "--data camera: top camera speed per axis (pixels per frame)",
+    "num_videos": "disks/camera: distinct training videos, reused every epoch (default: a fresh video every draw; "
+                  "text 004 uses 512)",
     "data_path": "the .npy file or video folder for --data mnist|folder", "frames": "frames per video",
     "size": "frame height and width", "digit_size": "disk stamp size (bouncing disks)",
     "channels": "1 (grayscale) or 3 (RGB)", "timesteps": "diffusion training timesteps",

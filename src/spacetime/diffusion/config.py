@@ -35,6 +35,7 @@ class TrainConfig(DictConfig):
     digit_size: int = 12
     channels: int = 1
     max_speed: float = 2.0  # data="camera": top camera speed per axis, pixels per frame
+    num_videos: int | None = None  # disks/camera: distinct training videos (None: fresh ones; text 004 uses 512)
     # diffusion
     timesteps: int = 1000
     schedule: str = "cosine"
@@ -88,6 +89,12 @@ class TrainConfig(DictConfig):
             raise ValueError(f"data='camera' and a camera-conditioned model go together (model 'camera', or "
                              f"model_overrides {{'camera': 'world'|'plucker'}}); got data={self.data!r} with "
                              f"model {self.model!r} (camera={unet.camera!r})")
+        if self.num_videos is not None and (isinstance(self.num_videos, bool) or not isinstance(self.num_videos, int)
+                                            or self.num_videos < 1):
+            raise ValueError(f"num_videos must be a positive int or None (fresh videos); got {self.num_videos!r}")
+        if self.num_videos is not None and self.data not in ("disks", "camera"):
+            raise ValueError(f"num_videos applies to the generated data (disks, camera); data={self.data!r} has its "
+                             f"own videos")
         if not self.max_speed > 0:
             raise ValueError(f"max_speed must be > 0 (pixels per frame); got {self.max_speed!r}")
         down = unet.downsample

@@ -37,13 +37,14 @@ STATE_KIND = "video_diffusion_train_state"
 
 def make_dataset(cfg: TrainConfig) -> Dataset:
     """The training videos the config names, items ``(C, T, H, W)`` in [0, 1] (camera data: ``(video, cameras)``)."""
+    length = {} if cfg.num_videos is None else {"length": cfg.num_videos}
     if cfg.data == "disks":
-        return BouncingDisks(num_frames=cfg.frames, size=cfg.size, digit_size=cfg.digit_size, seed=cfg.seed)
+        return BouncingDisks(num_frames=cfg.frames, size=cfg.size, digit_size=cfg.digit_size, seed=cfg.seed, **length)
     if cfg.data == "camera":
         from ..data.camera_pan import CameraPans
 
         return CameraPans(num_frames=cfg.frames, size=cfg.size, channels=cfg.channels, max_speed=cfg.max_speed,
-                          seed=cfg.seed)
+                          seed=cfg.seed, **length)
     if cfg.data == "mnist":
         from ..data.moving_mnist import MovingMNIST
 
