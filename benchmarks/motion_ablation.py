@@ -14,6 +14,9 @@ Per evaluation it appends a row to ``benchmarks/motion/<variant>-s<seed>.csv``:
     motion_score          among videos whose every frame holds one disk, the fraction whose motion passes
     prefix_score          mean over videos of (longest plausible leading clip, in frames) / T: a graded
                           motion signal while ``plausible`` is still 0
+    continued             next-frame models: 32 held-out training videos' first two frames given, the
+                          fraction whose remaining frames come back on their own trajectory (every
+                          position within 1 px); the extrapolation skill without the choice of a velocity
     kept_15, kept_25      trajectory recovery: 32 held-out training videos noised to log-SNR -1.5 (-2.5)
                           and denoised by the same sampler; the fraction that come back plausible on
                           their own trajectory (every position within 1 px). Where this falls from ~1
@@ -45,12 +48,18 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "motion"
 FIELDS = ["variant", "seed", "minutes", "step", "loss", "plausible", "frame_score", "motion_score", "prefix_score",
-          "sample_seconds", "kept_15", "kept_25", "copies"]
+          "sample_seconds", "kept_15", "kept_25", "copies", "continued"]
 REQUIRED = FIELDS[:10]  # CSVs written before the trajectory-recovery columns lack the last two
 
-#: name -> (what it tests, changes to the demo's config; ``model_overrides`` changes the VideoUNet preset)
+#: the demo's recipe when the ablations began (rounds 1 and 2): the base every variant below changes
+BASE = {"model": "small", "steps": 2400, "batch_size": 16, "lr": 2e-3, "checkpoint_every": 400, "time_limit": 11.0,
+        "sampler": "ddim", "sample_steps": 100, "num_samples": 32}
+
+#: name -> (what it tests, changes to BASE; ``model_overrides`` changes the VideoUNet preset). "demo" is
+#: ``spacetime demo``'s recipe as it is now (``DEMO_CONFIG``), whatever BASE says.
 VARIANTS: dict[str, tuple[str, dict]] = {
-    "demo": ("the demo's recipe as it is", {}),
+    "demo": ("the demo's recipe as it is now (DEMO_CONFIG)", {}),
+    "small": ("BASE as it is: the demo of rounds 1 and 2 (small VideoUNet, joint attention at 8x8 and 4x4)", {}),
     "rope-thw": ("rotary (frame, row, column) positions in every attention stage",
                  {"model_overrides": {"rope": "thw"}}),
     "rope-t": ("rotary frame positions in every attention stage", {"model_overrides": {"rope": "t"}}),
@@ -90,6 +99,37 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "p4-joint8-bs8": ("p4-joint8 with batch 8: twice the optimizer steps per minute",
                       {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"]},
                        "batch_size": 8}),
+    "p4-joint8-nf2": ("p4-joint8 as a next-frame model: clips of 2 clean frames and the noisy next one; sampling "
+                      "makes one frame at a time from the two before it",
+                      {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"]},
+                       "context_frames": 2, "clip_ends": "uniform"}),
+    "p4-joint8-nf3": ("p4-joint8-nf2 with 3 frames of context",
+                      {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"]},
+                       "context_frames": 3, "clip_ends": "uniform"}),
+    "nf2-long": ("p4-joint8-nf2 sampled with DDPM, its learning rate decaying over 8000 steps",
+                 {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"]},
+                  "context_frames": 2, "clip_ends": "uniform", "sampler": "ddpm", "steps": 8000}),
+    "nf2-long-bs32": ("nf2-long with batch 32 (4000 steps)",
+                      {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"]},
+                       "context_frames": 2, "clip_ends": "uniform", "sampler": "ddpm", "steps": 4000,
+                       "batch_size": 32}),
+    "nf2-first": ("nf2-long with next-frame clips ending at frame 1 (where the velocity is chosen) 3/8 of the "
+                  "time instead of 1/8",
+                  {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"]},
+                   "context_frames": 2, "clip_ends": "first", "sampler": "ddpm", "steps": 8000}),
+    "nf2-first-pixstem": ("nf2-first with a 3x5x5 space-time conv (16 channels) on the pixels before the 4x4 fold",
+                          {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"],
+                                               "pixel_stem": 16},
+                           "context_frames": 2, "clip_ends": "first", "sampler": "ddpm", "steps": 8000}),
+    "nf2-first-shift05": ("nf2-first with the schedule's SNR multiplied by 4: more training at low noise, where "
+                          "a next frame's exact position is set",
+                          {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"]},
+                           "context_frames": 2, "clip_ends": "first", "sampler": "ddpm", "steps": 8000,
+                           "noise_shift": 0.5}),
+    "nf2-ema999": ("nf2-long with EMA decay 0.999 instead of 0.995",
+                   {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"]},
+                    "context_frames": 2, "clip_ends": "uniform", "sampler": "ddpm", "steps": 8000,
+                    "ema_decay": 0.999}),
     "p4-joint8-shift8": ("p4-joint8 with the schedule's SNR divided by 64",
                          {"model_overrides": {"patch": 4, "channels": [64, 64], "attention": ["joint", "joint"]},
                           "noise_shift": 8.0}),
@@ -154,6 +194,29 @@ def trajectory_recovery(model, cfg, log_snr: float, detector, num: int = 32, ste
     return float(np.mean(kept))
 
 
+def continuation(model, cfg, detector, num: int = 32, steps: int = 50, given: int = 2) -> float | str:
+    """Next-frame models: the fraction of ``num`` held-out videos that, given their first ``given``
+    frames, are continued plausibly on their own trajectory (every position within 1 px); "" otherwise."""
+    if not cfg.context_frames:
+        return ""
+    import torch
+
+    from spacetime.data.bouncing import BouncingDisks
+    from spacetime.diffusion.sample import sample_videos
+
+    data = BouncingDisks(num_frames=cfg.frames, size=cfg.size, digit_size=cfg.digit_size, seed=cfg.seed + 10_007)
+    truth = torch.stack([data[i] for i in range(num)])
+    videos = sample_videos(model, tuple(truth.shape[1:]), num, sampler=cfg.sampler, steps=steps,
+                           timesteps=cfg.timesteps, schedule=cfg.schedule, prediction=cfg.prediction,
+                           shift=cfg.noise_shift, context=cfg.context_frames, given=truth[:, :, :given], seed=4321,
+                           progress=False)[:, 0].numpy()
+    kept = []
+    for i, video in enumerate(videos):
+        verdict = detector.judge(video)
+        kept.append(verdict.plausible and np.abs(verdict.positions - data.positions(i)).max() <= 1.0)
+    return float(np.mean(kept))
+
+
 def copies(videos: np.ndarray, cfg, detector) -> float | str:
     """Fraction of ``videos`` that retrace a training video (every position within 1 px); "" for fresh data."""
     if cfg.num_videos is None:
@@ -184,7 +247,7 @@ def run_variant(name: str, minutes: float, every: float, samples: int, sample_st
     from spacetime.diffusion.sample import sample_videos
     from spacetime.diffusion.train import load_model, train
 
-    values = {**DEMO_CONFIG, **VARIANTS[name][1], "seed": seed, "time_limit": every}
+    values = {**(DEMO_CONFIG if name == "demo" else BASE), **VARIANTS[name][1], "seed": seed, "time_limit": every}
     cfg = TrainConfig.from_dict(values)
     run_dir = runs_dir / f"{name}-s{seed}"
     if run_dir.exists():
@@ -201,15 +264,17 @@ def run_variant(name: str, minutes: float, every: float, samples: int, sample_st
         start = time.perf_counter()
         videos = sample_videos(model, (cfg.channels, cfg.frames, cfg.size, cfg.size), samples, sampler=cfg.sampler,
                                steps=sample_steps, timesteps=cfg.timesteps, schedule=cfg.schedule,
-                               prediction=cfg.prediction, shift=cfg.noise_shift, seed=1234, progress=False)
+                               prediction=cfg.prediction, shift=cfg.noise_shift, context=cfg.context_frames,
+                               seed=1234, progress=False)
         sample_seconds = time.perf_counter() - start
         row = {"variant": name, "seed": seed, "minutes": round(trained / 60, 3), "step": summary["step"],
                "loss": round(summary["loss"], 5), **{k: round(v, 4) for k, v in scores(videos[:, 0].numpy(),
                                                                                         detector).items()},
                "sample_seconds": round(sample_seconds, 1),
-               "kept_15": trajectory_recovery(model, cfg, -1.5, detector),
-               "kept_25": trajectory_recovery(model, cfg, -2.5, detector),
-               "copies": copies(videos[:, 0].numpy(), cfg, detector)}
+               "kept_15": "" if cfg.context_frames else trajectory_recovery(model, cfg, -1.5, detector),
+               "kept_25": "" if cfg.context_frames else trajectory_recovery(model, cfg, -2.5, detector),
+               "copies": copies(videos[:, 0].numpy(), cfg, detector),
+               "continued": continuation(model, cfg, detector, steps=sample_steps)}
         rows.append(row)
         _write_csv(rows, csv_path)
         plot(out_dir)

@@ -10,9 +10,10 @@ from ..models.configs import DictConfig
 from ..models.video_unet import PRESETS, VideoUNetConfig
 from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
 
-__all__ = ["TrainConfig", "DATA_KINDS", "load_config_file"]
+__all__ = ["TrainConfig", "DATA_KINDS", "CLIP_ENDS", "load_config_file"]
 
 DATA_KINDS = ("disks", "mnist", "folder", "camera")
+CLIP_ENDS = ("uniform", "first")
 
 
 @dataclass
@@ -41,6 +42,10 @@ class TrainConfig(DictConfig):
     schedule: str = "cosine"
     prediction: str = "v_prediction"
     noise_shift: float = 1.0  # divide the schedule's SNR by noise_shift**2 (schedules.shift_betas)
+    # > 0: a next-frame model: it learns to make one frame from the context_frames before it (clean; black
+    # before the video starts), and sampling makes videos one frame at a time. The model gets known_frames.
+    context_frames: int = 0
+    clip_ends: str = "uniform"  # where next-frame training clips end: evenly, or "first" (frame 1 3/8 of the time)
     # optimisation
     steps: int = 1000
     batch_size: int = 16
@@ -84,7 +89,19 @@ class TrainConfig(DictConfig):
             raise ValueError(f"noise_shift must be a positive number; got {self.noise_shift!r}")
         if self.lr <= 0 or not 0 <= self.ema_decay < 1:
             raise ValueError(f"lr must be > 0 and ema_decay in [0, 1); got lr={self.lr}, ema_decay={self.ema_decay}")
+        if isinstance(self.context_frames, bool) or not isinstance(self.context_frames, int) \
+                or not 0 <= self.context_frames < self.frames:
+            raise ValueError(f"context_frames must be an int in [0, frames={self.frames}) (0: whole videos); got "
+                             f"{self.context_frames!r}")
+        if self.clip_ends not in CLIP_ENDS:
+            raise ValueError(f"clip_ends must be one of {CLIP_ENDS}; got {self.clip_ends!r}")
+        if self.context_frames and self.data == "camera":
+            raise ValueError("context_frames (a next-frame model) does not take cameras yet; use data='disks', "
+                             "'mnist' or 'folder' with it")
         unet = self.unet_config()  # also validates the overrides
+        if unet.known_frames and not self.context_frames:
+            raise ValueError("model_overrides known_frames=True makes a next-frame model: set context_frames >= 1 "
+                             "(the frames it sees before the one it makes) instead")
         if (self.data == "camera") != (unet.camera is not None):
             raise ValueError(f"data='camera' and a camera-conditioned model go together (model 'camera', or "
                              f"model_overrides {{'camera': 'world'|'plucker'}}); got data={self.data!r} with "
@@ -109,7 +126,8 @@ class TrainConfig(DictConfig):
         unknown = sorted(set(self.model_overrides) - set(base))
         if unknown:
             raise ValueError(f"model_overrides has unknown fields {unknown}; known: {sorted(base)}")
-        return VideoUNetConfig.from_dict({**base, **self.model_overrides, "in_channels": self.channels})
+        extra = {"known_frames": True} if self.context_frames else {}
+        return VideoUNetConfig.from_dict({**base, **self.model_overrides, "in_channels": self.channels, **extra})
 
     def save(self, path) -> Path:
         from ..io.files import atomic_write_text

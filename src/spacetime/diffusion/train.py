@@ -20,16 +20,17 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
 
 from ..data.bouncing import BouncingDisks
 from ..io.checkpoint import CheckpointError, latest_checkpoint, load_state, load_weights, save_step_checkpoint
 from ..io.files import atomic_write_csv, save_figure
 from ..models.video_unet import VideoUNet, VideoUNetConfig
-from .config import TrainConfig
+from .config import CLIP_ENDS, TrainConfig
 from .schedules import make_scheduler, predicted_x0
 
-__all__ = ["train", "make_dataset", "load_model", "WEIGHTS_KIND", "STATE_KIND"]
+__all__ = ["train", "make_dataset", "load_model", "given_prefix", "next_frame_clips", "clip_end_weights", "WEIGHTS_KIND", "STATE_KIND"]
 
 WEIGHTS_KIND = "video_diffusion"
 STATE_KIND = "video_diffusion_train_state"
@@ -68,6 +69,41 @@ def load_model(path, which: str = "ema") -> tuple[VideoUNet, dict]:
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {path}: weights do not fit its model config: {exc}") from None
     return model.eval(), meta
+
+
+def clip_end_weights(frames: int, kind: str = "uniform") -> Tensor:
+    """How often a next-frame training clip ends at each frame. ``"uniform"``: evenly. ``"first"``:
+    frame 1, where the motion is chosen (the frames before it do not fix its content), 3/8 of the
+    time, frame 0 1/8, and the later frames, which continue a motion under way, the other half evenly."""
+    if kind not in CLIP_ENDS:
+        raise ValueError(f"clip_ends must be one of {CLIP_ENDS}; got {kind!r}")
+    if kind == "uniform" or frames < 3:
+        return torch.full((frames,), 1.0 / frames)
+    return torch.tensor([1 / 8, 3 / 8] + [1 / (2 * (frames - 2))] * (frames - 2))
+
+
+def next_frame_clips(x0: Tensor, context: int, generator: torch.Generator | None = None,
+                     ends: str = "uniform") -> Tensor:
+    """``(B, C, T, H, W)`` videos -> ``(B, C, context + 1, H, W)`` clips: per video a frame ``j`` drawn
+    with ``clip_end_weights(T, ends)`` and the ``context`` frames before it; frames before the first are
+    black (-1)."""
+    b, c, frames, h, w = x0.shape
+    ends = torch.multinomial(clip_end_weights(frames, ends), b, replacement=True, generator=generator).tolist()
+    padded = torch.cat([x0.new_full((b, c, context, h, w), -1.0), x0], dim=2)  # frame j sits at j + context
+    return torch.stack([padded[i, :, j:j + context + 1] for i, j in enumerate(ends)])
+
+
+def given_prefix(x0: Tensor, xt: Tensor, cut: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Give the first ``cut`` frames of every clip clean (a next-frame model's context).
+
+    Returns ``xt`` with those frames of ``x0`` in place of the noisy ones, the bool ``known (B, T)``
+    mask the model takes, and a loss ``weight`` shaped like ``x0``: 1 on the frames to generate, 0 on
+    the given ones.
+    """
+    b, frames = x0.shape[0], x0.shape[2]
+    known = (torch.arange(frames, device=x0.device) < cut).expand(b, -1)
+    mask = known[:, None, :, None, None]
+    return torch.where(mask, x0, xt), known, (~mask).to(x0.dtype).expand_as(x0)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -199,14 +235,19 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
                     items, cams = zip(*items)
                     cams = torch.stack(cams).to(device)
                 x0 = torch.stack(items) * 2 - 1  # (b, c, t, h, w) in [-1, 1]
+                if cfg.context_frames:  # next-frame model: clips of context_frames frames and the one after
+                    x0 = next_frame_clips(x0, cfg.context_frames, gen, cfg.clip_ends)
                 noise = torch.randn(x0.shape, generator=gen)  # drawn on the CPU: the same on any device
                 t = torch.randint(0, cfg.timesteps, (x0.shape[0],), generator=gen)
                 x0, noise, t = x0.to(device), noise.to(device), t.to(device)
+                extra = {} if cams is None else {"cameras": cams}
                 xt = noise_sched.add_noise(x0, noise, t)
                 target = noise if cfg.prediction == "epsilon" else noise_sched.get_velocity(x0, noise, t)
+                weight = None
+                if cfg.context_frames:
+                    xt, extra["known"], weight = given_prefix(x0, xt, cfg.context_frames)
                 for group in optimizer.param_groups:
                     group["lr"] = _lr(cfg, step)
-                extra = {} if cams is None else {"cameras": cams}
                 if model.config.self_condition:  # half the time, condition on the model's own first estimate
                     x_self = torch.zeros_like(xt)
                     if torch.rand((), generator=gen) < 0.5:
@@ -214,7 +255,10 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
                             x_self = predicted_x0(noise_sched, xt, t, net(xt, t, **extra), cfg.prediction)
                             x_self = x_self.clamp(-1, 1)
                     extra["x_self"] = x_self
-                loss = F.mse_loss(net(xt, t, **extra), target)
+                if weight is None:
+                    loss = F.mse_loss(net(xt, t, **extra), target)
+                else:  # only the frames to generate count
+                    loss = ((net(xt, t, **extra) - target) ** 2 * weight).sum() / weight.sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:

@@ -15,6 +15,11 @@ core patterns (``"joint"``, ``"spatial"``, ``"temporal"``, ``"window"``, ``"cros
 depend on the offset between tokens: "the disk one frame later sits ``v`` pixels further" is the
 same relation everywhere.
 
+Known frames (``known_frames=True``, ``forward(x, t, known=mask)`` with a bool ``(B, T)`` mask): the
+frames of ``x`` where the mask is set are given clean rather than noisy, and the mask enters as one
+more input channel. A next-frame model (``TrainConfig.context_frames``) is trained on clips of
+clean context frames and one noisy frame, and makes videos one frame at a time.
+
 Camera conditioning (``camera=`` in the config, ``forward(x, t, cameras)`` with per-frame camera
 vectors ``(B, T, 6) = (pitch, yaw, roll, tx, ty, tz)``, :mod:`spacetime.ops.camera`):
 
@@ -72,6 +77,7 @@ class VideoUNetConfig(DictConfig):
     conv: str = "2+1d"  # residual convs: "2+1d" (3x3 in the frame, then over time) or "3d" (one k x 3 x 3 conv)
     pixel_stem: int = 0  # > 0: channels of a 3 x 5 x 5 space-time conv on the pixels before the patch fold
     self_condition: bool = False  # also take the previous estimate of the clean video as input (Chen et al.)
+    known_frames: bool = False  # also take a (B, T) mask of frames given clean: generate the rest (module docstring)
     mlp_ratio: float = 2.0
     dropout: float = 0.0
     rope: str | None = None  # rotary positions in every attention stage: None, "t" or "thw"
@@ -119,10 +125,12 @@ class VideoUNetConfig(DictConfig):
         return self.patch * 2 ** (len(self.channels) - 1)
 
 
-#: named configurations; "small" (the defaults) is the model of ``spacetime train``/``demo``
+#: named configurations; "small" (the defaults) is the model of ``spacetime train``, "patch4" the demo's
 PRESETS: dict[str, VideoUNetConfig] = {
     "tiny": VideoUNetConfig(patch=4, channels=[16, 32], attention=[None, "joint"], head_dim=16),
     "small": VideoUNetConfig(),
+    # 4x4 patches: joint attention on the 8x8 grid from the first level; the demo's next-frame model
+    "patch4": VideoUNetConfig(patch=4, channels=[64, 64], attention=["joint", "joint"]),
     "base": VideoUNetConfig(channels=[64, 128, 128], head_dim=32),
     "large": VideoUNetConfig(channels=[64, 128, 192], blocks=2, head_dim=32),
     # temporal_kernel=1: frames meet only in attention, where tokens sit at their place in the scene
@@ -280,7 +288,7 @@ class VideoUNet(nn.Module):
         emb_dim = 4 * ch[0]
         self.time_mlp = nn.Sequential(nn.Linear(ch[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         # pixel_stem: filters over 3 frames x 5 x 5 pixels see motion of up to 2 px/frame before the fold
-        inputs = cfg.in_channels * (2 if cfg.self_condition else 1)
+        inputs = cfg.in_channels * (2 if cfg.self_condition else 1) + int(cfg.known_frames)
         self.pixel_stem = nn.Sequential(nn.Conv3d(inputs, cfg.pixel_stem, (3, 5, 5), padding=(1, 2, 2)),
                                         nn.SiLU()) if cfg.pixel_stem else None
         stem_in = (cfg.pixel_stem + inputs if cfg.pixel_stem else inputs) * cfg.patch**2
@@ -310,17 +318,32 @@ class VideoUNet(nn.Module):
             raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {name!r}")
         return cls(dataclasses.replace(PRESETS[name], **overrides))
 
-    def forward(self, x: Tensor, t: Tensor, cameras: Tensor | None = None, x_self: Tensor | None = None) -> Tensor:
-        """``x (B, C, T, H, W)``, timesteps ``t (B,)``, for a camera model ``cameras (B, T, 6)``, and for a
-        self-conditioned model the previous estimate of the clean video ``x_self`` (``None``: zeros)."""
+    def forward(self, x: Tensor, t: Tensor, cameras: Tensor | None = None, x_self: Tensor | None = None,
+                known: Tensor | None = None) -> Tensor:
+        """``x (B, C, T, H, W)``, timesteps ``t (B,)``, for a camera model ``cameras (B, T, 6)``, for a
+        self-conditioned model the previous estimate of the clean video ``x_self`` (``None``: zeros), and
+        for a ``known_frames`` model the bool mask ``known (B, T)`` of the frames of ``x`` that are given
+        clean (``None``: none; the others hold noise at ``t``)."""
         cfg = self.config
         b, frames, h, w = check_video(x, "bcthw", cfg.in_channels)
+        if cfg.known_frames:
+            if known is None:
+                known = torch.zeros(b, frames, dtype=torch.bool, device=x.device)
+            if not isinstance(known, Tensor) or known.dtype != torch.bool or tuple(known.shape) != (b, frames):
+                got = f"{known.dtype} {tuple(known.shape)}" if isinstance(known, Tensor) else type(known).__name__
+                raise ValueError(f"known must be a bool (B, T) = ({b}, {frames}) mask of the frames given clean; "
+                                 f"got {got}")
+            flag = known.to(device=x.device, dtype=x.dtype)[:, None, :, None, None].expand(b, 1, frames, h, w)
+        elif known is not None:
+            raise ValueError("known was given but this VideoUNet takes no known frames (config.known_frames=False)")
         if cfg.self_condition:
             if x_self is not None and x_self.shape != x.shape:
                 raise ValueError(f"x_self must have the shape of x {tuple(x.shape)}; got {tuple(x_self.shape)}")
             x = torch.cat([x, torch.zeros_like(x) if x_self is None else x_self.to(x.dtype)], dim=1)
         elif x_self is not None:
             raise ValueError("x_self was given but this VideoUNet is not self-conditioned (config.self_condition=False)")
+        if cfg.known_frames:
+            x = torch.cat([x, flag], dim=1)
         camera = None
         if cfg.camera is None and cameras is not None:
             raise ValueError("cameras were given but this VideoUNet has no camera conditioning (config.camera=None)")

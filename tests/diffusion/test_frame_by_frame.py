@@ -1,0 +1,158 @@
+"""Next-frame models: a VideoUNet that takes known (clean) context frames, its training clips and its sampler."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spacetime.cli import main
+from spacetime.diffusion.commands import DEMO_CONFIG
+from spacetime.diffusion.config import TrainConfig
+from spacetime.diffusion.sample import sample_videos
+from spacetime.diffusion.train import clip_end_weights, given_prefix, load_model, next_frame_clips, train
+from spacetime.models.video_unet import VideoUNet, VideoUNetConfig
+
+
+def test_known_mask_changes_the_output_and_none_means_no_frame_known():
+    torch.manual_seed(0)
+    model = VideoUNet.from_preset("tiny", known_frames=True)
+    for p in model.parameters():
+        nn.init.normal_(p, std=0.05)
+    x, t = torch.randn(2, 1, 4, 16, 16), torch.tensor([10, 500])
+    none = torch.zeros(2, 4, dtype=torch.bool)
+    some = torch.tensor([[True, True, False, False], [True, False, False, False]])
+    assert torch.equal(model(x, t), model(x, t, known=none))
+    assert not torch.allclose(model(x, t, known=some), model(x, t, known=none))
+
+
+def test_known_frames_bad_input_names_the_argument():
+    model = VideoUNet.from_preset("tiny", known_frames=True)
+    x, t = torch.randn(2, 1, 4, 16, 16), torch.tensor([1, 2])
+    with pytest.raises(ValueError, match=r"known must be a bool \(B, T\) = \(2, 4\).*got torch.bool \(2, 3\)"):
+        model(x, t, known=torch.zeros(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="known must be a bool.*got torch.float32"):
+        model(x, t, known=torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="known was given but this VideoUNet takes no known frames"):
+        VideoUNet.from_preset("tiny")(x, t, known=torch.zeros(2, 4, dtype=torch.bool))
+
+
+def test_next_frame_clips_end_at_a_random_frame_with_black_before_the_start():
+    gen = torch.Generator().manual_seed(0)
+    videos = torch.arange(40 * 5, dtype=torch.float32).reshape(40, 1, 5, 1, 1)  # frame j of video i holds 5i + j
+    clips = next_frame_clips(videos, 2, gen)
+    assert clips.shape == (40, 1, 3, 1, 1)
+    ends = set()
+    for i, clip in enumerate(clips[:, 0, :, 0, 0].tolist()):
+        j = int(clip[-1]) - 5 * i
+        ends.add(j)
+        assert clip == [5 * i + k if k >= 0 else -1.0 for k in (j - 2, j - 1, j)]
+    assert ends == set(range(5))  # every frame, the first ones included, ends some clip
+
+
+def test_first_clip_ends_favour_frame_one_and_uniform_ones_do_not():
+    weights = clip_end_weights(8, "first")
+    assert torch.allclose(weights.sum(), torch.tensor(1.0)) and weights[1] == 3 / 8 and weights[0] == 1 / 8
+    assert torch.allclose(weights[2:], torch.full((6,), 1 / 12))
+    gen = torch.Generator().manual_seed(1)
+    videos = torch.arange(8, dtype=torch.float32).reshape(1, 1, 8, 1, 1).expand(4000, -1, -1, -1, -1)
+    ends = next_frame_clips(videos, 1, gen, "first")[:, 0, -1, 0, 0].long()
+    counts = torch.bincount(ends, minlength=8) / 4000
+    assert torch.allclose(counts, weights, atol=0.025)
+    assert torch.equal(clip_end_weights(8, "uniform"), torch.full((8,), 1 / 8))
+    with pytest.raises(ValueError, match=r"clip_ends must be one of \('uniform', 'first'\); got 'last'"):
+        clip_end_weights(8, "last")
+    with pytest.raises(ValueError, match=r"clip_ends must be one of"):
+        TrainConfig(clip_ends="last")
+
+
+def test_given_prefix_gives_the_context_clean_and_weights_only_the_rest():
+    x0, xt = torch.rand(3, 1, 4, 2, 2), torch.randn(3, 1, 4, 2, 2)
+    out, known, weight = given_prefix(x0, xt, 3)
+    assert torch.equal(known, torch.tensor([[True, True, True, False]] * 3))
+    assert torch.equal(out[:, :, :3], x0[:, :, :3]) and torch.equal(out[:, :, 3], xt[:, :, 3])
+    assert weight[:, :, :3].eq(0).all() and weight[:, :, 3].eq(1).all()
+
+
+class _Recorder(nn.Module):
+    """A next-frame 'model' that predicts zeros and records what it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = VideoUNetConfig(known_frames=True)
+        self.w = nn.Parameter(torch.zeros(()))
+        self.calls = []
+
+    def forward(self, x, t, known=None):
+        self.calls.append((x.clone(), known.clone()))
+        return torch.zeros_like(x) + self.w
+
+
+def test_next_frame_sampler_feeds_the_context_frames_before_each_new_frame():
+    model = _Recorder()
+    videos = sample_videos(model, (1, 4, 2, 2), 2, sampler="ddim", steps=3, timesteps=100, context=2, seed=0,
+                           progress=False)
+    assert videos.shape == (2, 1, 4, 2, 2) and len(model.calls) == 4 * 3  # T rounds of `steps` calls
+    made = torch.cat([torch.zeros(2, 1, 2, 2, 2), videos], dim=2)  # black (0 in [0, 1]) before the first frame
+    for frame in range(4):
+        for x, known in model.calls[frame * 3:(frame + 1) * 3]:
+            assert x.shape == (2, 1, 3, 2, 2)
+            assert torch.equal(known, torch.tensor([[True, True, False]] * 2))
+            # the context is the finished frames of the output, unchanged, in every call
+            assert torch.equal(((x[:, :, :2] + 1) / 2).clamp(0, 1), made[:, :, frame:frame + 2])
+
+
+def test_next_frame_sampler_continues_given_frames():
+    model = _Recorder()
+    given = torch.rand(1, 2, 2, 2).round()  # two frames, the same for every video
+    videos = sample_videos(model, (1, 5, 2, 2), 3, steps=2, timesteps=100, context=2, given=given, progress=False)
+    assert len(model.calls) == 3 * 2  # only the three missing frames are made
+    assert torch.equal(videos[:, :, :2], given.expand(3, -1, -1, -1, -1))
+    first_x = model.calls[0][0]
+    assert torch.equal(first_x[:, :, :2], given.expand(3, -1, -1, -1, -1) * 2 - 1)
+    with pytest.raises(ValueError, match=r"given must hold N=3 clips of C=1 channels, 1 to 4 frames of 2x2; got"):
+        sample_videos(model, (1, 5, 2, 2), 3, steps=1, context=2, given=torch.rand(1, 5, 2, 2), progress=False)
+    with pytest.raises(ValueError, match=r"given must hold finite values in \[0, 1\]"):
+        sample_videos(model, (1, 5, 2, 2), 3, steps=1, context=2, given=given + 1, progress=False)
+
+
+def test_context_frames_config_checks():
+    with pytest.raises(ValueError, match=r"context_frames must be an int in \[0, frames=8\).*got 8"):
+        TrainConfig(context_frames=8)
+    with pytest.raises(ValueError, match="context_frames .* does not take cameras"):
+        TrainConfig(data="camera", model="camera", context_frames=2)
+    with pytest.raises(ValueError, match="known_frames=True makes a next-frame model: set context_frames"):
+        TrainConfig(model_overrides={"known_frames": True})
+    assert TrainConfig(context_frames=2).unet_config().known_frames
+    with pytest.raises(ValueError, match="context=2: a next-frame model .* this model has known_frames=False"):
+        sample_videos(VideoUNet.from_preset("tiny"), (1, 4, 16, 16), 1, steps=1, context=2, progress=False)
+    with pytest.raises(ValueError, match="context=0: a next-frame model .* this model has known_frames=True"):
+        sample_videos(_Recorder(), (1, 4, 16, 16), 1, steps=1, progress=False)
+
+
+def test_next_frame_model_trains_resumes_and_samples_deterministically(tmp_path):
+    cfg = TrainConfig(model="tiny", frames=4, size=16, digit_size=6, batch_size=4, log_every=1, warmup_steps=2,
+                      steps=3, context_frames=2)
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["step"] == 3 and torch.isfinite(torch.tensor(summary["loss"]))
+    model, meta = load_model(tmp_path / "run" / "checkpoints")
+    assert model.config.known_frames and meta["train_config"]["context_frames"] == 2
+    kw = {"steps": 2, "timesteps": cfg.timesteps, "context": 2, "seed": 3, "progress": False}
+    a, b = sample_videos(model, (1, 4, 16, 16), 2, **kw), sample_videos(model, (1, 4, 16, 16), 2, **kw)
+    assert a.shape == (2, 1, 4, 16, 16) and torch.equal(a, b)
+
+
+def test_demo_recipe_is_a_valid_next_frame_config_and_the_demo_runs_end_to_end(tmp_path, capsys):
+    cfg = TrainConfig.from_dict(DEMO_CONFIG)
+    assert cfg.context_frames >= 1 and cfg.unet_config().known_frames
+    argv = ["demo", "--out", str(tmp_path / "demo"), "--model", "tiny", "--frames", "4", "--size", "16",
+            "--digit-size", "6", "--steps", "2", "--batch-size", "2", "--num-samples", "2", "--sample-steps", "2",
+            "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "next-frame, 2 frames of context" in out and "[3/3] plausibility" in out
+    videos = np.load(tmp_path / "demo" / "samples" / "samples.npy")
+    assert videos.shape == (2, 1, 4, 16, 16)
+    config = json.loads((tmp_path / "demo" / "samples" / "sample_config.json").read_text())
+    assert config["context_frames"] == 2 and config["sampler"] == "ddpm"
