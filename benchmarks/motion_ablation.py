@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spacetime.diffusion.commands import DEMO_CONFIG
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "motion"
 FIELDS = ["variant", "seed", "minutes", "step", "loss", "plausible", "frame_score", "motion_score", "prefix_score",
@@ -59,6 +61,8 @@ BASE = {"model": "small", "steps": 2400, "batch_size": 16, "lr": 2e-3, "checkpoi
 #: ``spacetime demo``'s recipe as it is now (``DEMO_CONFIG``), whatever BASE says.
 VARIANTS: dict[str, tuple[str, dict]] = {
     "demo": ("the demo's recipe as it is now (DEMO_CONFIG)", {}),
+    "demo-2x": ("the demo's recipe with twice its steps (and time): does it keep improving or collapse?",
+                {"steps": 2 * DEMO_CONFIG["steps"]}),
     "small": ("BASE as it is: the demo of rounds 1 and 2 (small VideoUNet, joint attention at 8x8 and 4x4)", {}),
     "rope-thw": ("rotary (frame, row, column) positions in every attention stage",
                  {"model_overrides": {"rope": "thw"}}),
@@ -242,12 +246,12 @@ def run_variant(name: str, minutes: float, every: float, samples: int, sample_st
                 runs_dir: Path, out_dir: Path) -> list[dict]:
     """Train variant ``name`` for ``minutes`` of training time, scoring samples every ``every`` minutes."""
     from spacetime.data.plausibility import DiskDetector
-    from spacetime.diffusion.commands import DEMO_CONFIG
     from spacetime.diffusion.config import TrainConfig
     from spacetime.diffusion.sample import sample_videos
     from spacetime.diffusion.train import load_model, train
 
-    values = {**(DEMO_CONFIG if name == "demo" else BASE), **VARIANTS[name][1], "seed": seed, "time_limit": every}
+    base = DEMO_CONFIG if name.startswith("demo") else BASE
+    values = {**base, **VARIANTS[name][1], "seed": seed, "time_limit": every}
     cfg = TrainConfig.from_dict(values)
     run_dir = runs_dir / f"{name}-s{seed}"
     if run_dir.exists():
@@ -329,23 +333,26 @@ def plot(out_dir: Path) -> Path | None:
     keys = [("plausible", "plausible videos (spacetime eval)"), ("frame_score", "frames with one training disk"),
             ("motion_score", "motion passes (videos with a disk in every frame)"),
             ("prefix_score", "plausible leading frames / T"),
-            ("kept_15", "trajectory kept from log-SNR -1.5"), ("kept_25", "trajectory kept from log-SNR -2.5")]
-    fig, axes = plt.subplots(3, 2, figsize=(10, 10), sharex=True)
+            ("kept_15", "trajectory kept from log-SNR -1.5"), ("kept_25", "trajectory kept from log-SNR -2.5"),
+            ("continued", "next-frame models: trajectory continued from 2 true frames")]
+    fig, axes = plt.subplots(4, 2, figsize=(10, 13), sharex=True)
+    axes[-1, -1].axis("off")
     for ax, (key, title) in zip(axes.flat, keys):
         for name, rows in runs.items():
             points = [(float(r["minutes"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
             if points:
                 ax.plot(*zip(*points), marker="o", ms=3, label=name, color=colours[name])
         ax.set_title(title, fontsize=10), ax.set_ylim(-0.03, 1.03), ax.grid(alpha=0.3)
-    for ax in axes[-1]:
+    for ax in (axes[-1, 0], axes[-2, 1]):
         ax.set_xlabel("training minutes (one core)")
+        ax.xaxis.set_tick_params(labelbottom=True)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("bouncing disks 8x32x32: sample plausibility vs training time")
     fig.tight_layout()
     path = save_figure(fig, out_dir / "curves.png")
     # the same trajectory-recovery scores against optimizer steps: does a variant learn more per step?
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, (key, title) in zip(axes, keys[4:]):
+    for ax, (key, title) in zip(axes, keys[4:6]):
         for name, rows in runs.items():
             points = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
             if points:

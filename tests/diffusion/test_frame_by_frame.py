@@ -156,3 +156,18 @@ def test_demo_recipe_is_a_valid_next_frame_config_and_the_demo_runs_end_to_end(t
     assert videos.shape == (2, 1, 4, 16, 16)
     config = json.loads((tmp_path / "demo" / "samples" / "sample_config.json").read_text())
     assert config["context_frames"] == 2 and config["sampler"] == "ddpm"
+
+
+def test_train_processes_runs_data_parallel_workers_and_checks_its_arguments(tmp_path):
+    from spacetime.diffusion.train import train_processes
+
+    cfg = TrainConfig(model="tiny", frames=4, size=16, digit_size=6, batch_size=4, log_every=1, warmup_steps=2,
+                      steps=2, context_frames=2)
+    summary = train_processes(cfg, tmp_path / "run", procs=2, progress=False)
+    assert summary["world_size"] == 2 and summary["step"] == 2 and summary["ranks_agree"]
+    model, meta = load_model(tmp_path / "run" / "checkpoints")
+    assert meta["step"] == 2
+    with pytest.raises(ValueError, match="procs must be a positive int; got 0"):
+        train_processes(cfg, tmp_path / "x", procs=0)
+    with pytest.raises(ValueError, match=r"batch_size \(4\) must be divisible by procs \(3\)"):
+        train_processes(cfg, tmp_path / "x", procs=3)

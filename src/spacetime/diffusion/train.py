@@ -30,7 +30,8 @@ from ..models.video_unet import VideoUNet, VideoUNetConfig
 from .config import CLIP_ENDS, TrainConfig
 from .schedules import make_scheduler, predicted_x0
 
-__all__ = ["train", "make_dataset", "load_model", "given_prefix", "next_frame_clips", "clip_end_weights", "WEIGHTS_KIND", "STATE_KIND"]
+__all__ = ["train", "train_processes", "make_dataset", "load_model", "given_prefix", "next_frame_clips",
+           "clip_end_weights", "WEIGHTS_KIND", "STATE_KIND"]
 
 WEIGHTS_KIND = "video_diffusion"
 STATE_KIND = "video_diffusion_train_state"
@@ -315,6 +316,44 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
     finally:
         if started_group:
             dist.destroy_process_group()
+
+
+def train_processes(cfg: TrainConfig, out_dir, procs: int = 1, resume: bool = False,
+                    progress: bool | None = None) -> dict:
+    """:func:`train` in ``procs`` data-parallel processes on this machine, one thread each (gloo, or
+    NCCL on GPUs); returns rank 0's summary. ``procs=1`` is a plain call in this process.
+
+    Small models do not speed up with threads on a few CPU cores (the operations are too small), but
+    do with processes: two single-thread processes train about 1.5x faster than one two-thread process
+    on the 2-core machines here. ``cfg.batch_size`` stays the global batch.
+    """
+    if isinstance(procs, bool) or not isinstance(procs, int) or procs < 1:
+        raise ValueError(f"procs must be a positive int; got {procs!r}")
+    if procs == 1:
+        return train(cfg, out_dir, resume=resume, progress=progress)
+    if cfg.batch_size % procs:
+        raise ValueError(f"batch_size ({cfg.batch_size}) must be divisible by procs ({procs})")
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:  # a free port for the process group's rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    mp.spawn(_worker, args=(procs, port, cfg.to_dict(), str(out_dir), resume, progress, queue), nprocs=procs,
+             join=True)
+    return queue.get()
+
+
+def _worker(rank: int, procs: int, port: int, cfg: dict, out_dir: str, resume: bool, progress, queue) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(procs))
+    torch.set_num_threads(1)
+    summary = train(TrainConfig.from_dict(cfg), out_dir, resume=resume, progress=progress)
+    if rank == 0:
+        queue.put(summary)
 
 
 def _past(t_start: float, minutes: float, world: int, device) -> bool:
