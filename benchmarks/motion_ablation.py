@@ -312,6 +312,29 @@ def rescore(name: str, seed: int, runs_dir: Path, out_dir: Path) -> dict:
     return rows[-1]
 
 
+def resample(name: str, seed: int, runs_dir: Path, specs: list[str], samples: int) -> None:
+    """Print the scores of a variant's final checkpoint under other samplers (``"ddpm:50"``...)."""
+    from spacetime.data.plausibility import DiskDetector
+    from spacetime.diffusion.config import TrainConfig
+    from spacetime.diffusion.sample import sample_videos
+    from spacetime.diffusion.train import load_model
+
+    model, meta = load_model(runs_dir / f"{name}-s{seed}" / "train" / "checkpoints")
+    cfg = TrainConfig.from_dict(meta["train_config"])
+    detector = DiskDetector(size=cfg.size, digit_size=cfg.digit_size)
+    for spec in specs:
+        sampler, _, steps = spec.partition(":")
+        cfg.sampler, steps = sampler, int(steps)
+        videos = sample_videos(model, (cfg.channels, cfg.frames, cfg.size, cfg.size), samples, sampler=sampler,
+                               steps=steps, timesteps=cfg.timesteps, schedule=cfg.schedule,
+                               prediction=cfg.prediction, shift=cfg.noise_shift, context=cfg.context_frames,
+                               seed=1234, progress=False)
+        found = scores(videos[:, 0].numpy(), detector)
+        found["continued"] = continuation(model, cfg, detector, steps=steps)
+        print(f"{name} (step {meta['step']}) {spec}: " + ", ".join(f"{k}={v if v == '' else round(v, 3)}"
+                                                                    for k, v in found.items()), flush=True)
+
+
 def plot(out_dir: Path) -> Path | None:
     """``curves.png``: the four scores against training minutes, one line per CSV in ``out_dir``."""
     import matplotlib
@@ -361,6 +384,22 @@ def plot(out_dir: Path) -> Path | None:
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, out_dir / "steps.png")
+    demo = {name: rows for name, rows in runs.items() if name.startswith("demo")}
+    if demo:  # the demo's recipe alone: the README's figure
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for name, rows in demo.items():
+            for key, style in (("plausible", "-o"), ("continued", "--s")):
+                points = [(float(r["minutes"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+                if points:
+                    ax.plot(*zip(*points), style, ms=4, color=colours[name], label=f"{name}: {key}")
+        ax.set_xlabel("training minutes (one core)"), ax.set_ylim(-0.03, 1.03), ax.grid(alpha=0.3)
+        ax.set_ylabel("fraction of 32 videos")
+        ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+        ax.set_title("spacetime demo's recipe: plausible samples, and trajectories continued\n"
+                     "from two true frames, vs training time", fontsize=10)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        save_figure(fig, out_dir / "demo.png")
     return path
 
 
@@ -380,6 +419,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep", type=float, nargs="+", metavar="LOGSNR",
                         help="do not train: print the trajectory recovery of each variant's final checkpoint from "
                              "these log-SNRs")
+    parser.add_argument("--resample", nargs="+", metavar="SAMPLER:STEPS",
+                        help="do not train: sample each variant's final checkpoint in --runs with these samplers "
+                             "(e.g. ddpm:50 ddim:50) and print the scores (and, for next-frame models, continued)")
     parser.add_argument("--rescore", action="store_true",
                         help="do not train: fill the trajectory-recovery columns of each variant's last CSV row from "
                              "its final checkpoint in --runs")
@@ -409,6 +451,10 @@ def main(argv=None) -> int:
             detector = DiskDetector(size=cfg.size, digit_size=cfg.digit_size)
             kept = [f"{s:+.1f}: {trajectory_recovery(model, cfg, s, detector):.2f}" for s in args.sweep]
             print(f"{name} (step {meta['step']}) trajectory kept from log-SNR " + ", ".join(kept), flush=True)
+        return 0
+    if args.resample:
+        for name in args.variants:
+            resample(name, args.seed, Path(args.runs), args.resample, args.samples)
         return 0
     if args.rescore:
         for name in args.variants:
