@@ -1,7 +1,8 @@
 """Plausibility of sampled videos against training minutes, for variants of the demo's recipe.
 
-Each variant is the ``spacetime demo`` configuration (``DEMO_CONFIG``) with a few fields changed
-(see ``VARIANTS`` or ``--list``). The run trains with :func:`spacetime.diffusion.train.train` in
+Each variant is a base recipe with a few fields changed (see ``VARIANTS`` or ``--list``): ``demo``
+and ``demo-*`` change ``spacetime demo``'s present recipe (``DEMO_CONFIG``), the others the demo of
+rounds 1 and 2 (``BASE``, a small whole-video VideoUNet). The run trains with :func:`spacetime.diffusion.train.train` in
 chunks of ``--every`` minutes (resuming bit-exactly from the chunk's checkpoint), and after each
 chunk samples ``--samples`` videos from the EMA weights with a fixed sampler and seed and scores
 them with the ``spacetime eval`` detector. The clock counts training time only.
@@ -25,9 +26,9 @@ Per evaluation it appends a row to ``benchmarks/motion/<variant>-s<seed>.csv``:
                           disk positions all lie within 1 px of one training video's (memorisation)
 
 and redraws ``benchmarks/motion/curves.png`` (scores vs minutes) and ``steps.png`` (trajectory
-recovery vs optimizer steps) from every CSV in that folder.
+recovery vs optimizer steps) from every CSV in that folder, and ``demo.png`` from the ``demo*`` CSVs.
 
-Two variants side by side, one core each (as in ``docs/drafts/motion.md``)::
+Two variants side by side, one core each (the commands of every run are in ``benchmarks/motion/README.md``)::
 
     OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE taskset -c 0 python benchmarks/motion_ablation.py demo --minutes 10
     OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE taskset -c 1 python benchmarks/motion_ablation.py rope-thw --minutes 10
@@ -387,14 +388,14 @@ def plot(out_dir: Path) -> Path | None:
     demo = {name: rows for name, rows in runs.items() if name.startswith("demo")}
     if demo:  # the demo's recipe alone: the README's figure
         fig, ax = plt.subplots(figsize=(6.5, 4))
-        for name, rows in demo.items():
+        for i, (name, rows) in enumerate(demo.items()):
             for key, style in (("plausible", "-o"), ("continued", "--s")):
                 points = [(float(r["minutes"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
                 if points:
-                    ax.plot(*zip(*points), style, ms=4, color=colours[name], label=f"{name}: {key}")
+                    ax.plot(*zip(*points), style, ms=4, color=plt.cm.tab10(i), label=f"{name}: {key}")
         ax.set_xlabel("training minutes (one core)"), ax.set_ylim(-0.03, 1.03), ax.grid(alpha=0.3)
         ax.set_ylabel("fraction of 32 videos")
-        ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+        ax.axhline(0.9, color="grey", lw=0.8, ls=":", label="the 90% target")
         ax.set_title("spacetime demo's recipe: plausible samples, and trajectories continued\n"
                      "from two true frames, vs training time", fontsize=10)
         ax.legend(fontsize=8)
