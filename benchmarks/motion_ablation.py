@@ -163,15 +163,31 @@ def scores(videos: np.ndarray, detector) -> dict:
     }
 
 
+def held_out(cfg):
+    """Bouncing-disk videos the run never trains on (another seed), for the trajectory scores."""
+    from spacetime.data.bouncing import BouncingDisks
+
+    return BouncingDisks(num_frames=cfg.frames, size=cfg.size, digit_size=cfg.digit_size, seed=cfg.seed + 10_007)
+
+
+def kept_fraction(videos: np.ndarray, data, detector) -> float:
+    """Fraction of ``(N, T, H, W)`` videos that are plausible with every disk position within 1 px of
+    held-out video ``i``'s."""
+    kept = []
+    for i, video in enumerate(videos):
+        verdict = detector.judge(video)
+        kept.append(verdict.plausible and np.abs(verdict.positions - data.positions(i)).max() <= 1.0)
+    return float(np.mean(kept))
+
+
 def trajectory_recovery(model, cfg, log_snr: float, detector, num: int = 32, steps: int = 50) -> float:
     """Fraction of ``num`` held-out videos that, noised to ``log_snr`` and denoised (DDIM, the run's
     schedule), come back plausible with every disk position within 1 px of the original."""
     import torch
 
-    from spacetime.data.bouncing import BouncingDisks
     from spacetime.diffusion.schedules import make_scheduler
 
-    data = BouncingDisks(num_frames=cfg.frames, size=cfg.size, digit_size=cfg.digit_size, seed=cfg.seed + 10_007)
+    data = held_out(cfg)
     x0 = torch.stack([data[i] for i in range(num)]) * 2 - 1
     sched = make_scheduler("ddim", num_train_timesteps=cfg.timesteps, schedule=cfg.schedule,
                            prediction_type=cfg.prediction, shift=cfg.noise_shift)
@@ -192,11 +208,7 @@ def trajectory_recovery(model, cfg, log_snr: float, detector, num: int = 32, ste
                 x_self = predicted_x0(sched, x, t, out, cfg.prediction).clamp(-1, 1)
             x = sched.step(out, t, x).prev_sample
     videos = ((x + 1) / 2).clamp(0, 1)[:, 0].numpy()
-    kept = []
-    for i, video in enumerate(videos):
-        verdict = detector.judge(video)
-        kept.append(verdict.plausible and np.abs(verdict.positions - data.positions(i)).max() <= 1.0)
-    return float(np.mean(kept))
+    return kept_fraction(videos, data, detector)
 
 
 def continuation(model, cfg, detector, num: int = 32, steps: int = 50, given: int = 2) -> float | str:
@@ -206,20 +218,15 @@ def continuation(model, cfg, detector, num: int = 32, steps: int = 50, given: in
         return ""
     import torch
 
-    from spacetime.data.bouncing import BouncingDisks
     from spacetime.diffusion.sample import sample_videos
 
-    data = BouncingDisks(num_frames=cfg.frames, size=cfg.size, digit_size=cfg.digit_size, seed=cfg.seed + 10_007)
+    data = held_out(cfg)
     truth = torch.stack([data[i] for i in range(num)])
     videos = sample_videos(model, tuple(truth.shape[1:]), num, sampler=cfg.sampler, steps=steps,
                            timesteps=cfg.timesteps, schedule=cfg.schedule, prediction=cfg.prediction,
                            shift=cfg.noise_shift, context=cfg.context_frames, given=truth[:, :, :given], seed=4321,
                            progress=False)[:, 0].numpy()
-    kept = []
-    for i, video in enumerate(videos):
-        verdict = detector.judge(video)
-        kept.append(verdict.plausible and np.abs(verdict.positions - data.positions(i)).max() <= 1.0)
-    return float(np.mean(kept))
+    return kept_fraction(videos, data, detector)
 
 
 def copies(videos: np.ndarray, cfg, detector) -> float | str:
