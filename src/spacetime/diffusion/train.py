@@ -309,6 +309,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
         bar.close()
         if world > 1:
             summary["ranks_agree"] = _ranks_agree(model)
+            dist.barrier()  # leave together: no rank tears the group down while another still talks to it
         summary.update({"stopped_by_time_limit": step < cfg.steps, "step": step,
                         "loss": rows[-1]["loss"] if rows else float("nan"),
                         "seconds": time.perf_counter() - t_start, "world_size": world, "out_dir": str(out_dir)})
@@ -353,7 +354,11 @@ def _worker(rank: int, procs: int, port: int, cfg: dict, out_dir: str, resume: b
     torch.set_num_threads(1)
     summary = train(TrainConfig.from_dict(cfg), out_dir, resume=resume, progress=progress)
     if rank == 0:
-        queue.put(summary)
+        queue.put(summary)  # a pipe write: done once put returns
+    # Leave without the interpreter's teardown: gloo's threads have been seen to abort a worker
+    # (SIGABRT, "terminate called without an active exception") in it after a finished run.
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(0)
 
 
 def _past(t_start: float, minutes: float, world: int, device) -> bool:
