@@ -64,6 +64,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "demo": ("the demo's recipe as it is now (DEMO_CONFIG)", {}),
     "demo-2x": ("the demo's recipe with twice its steps (and time): does it keep improving or collapse?",
                 {"steps": 2 * DEMO_CONFIG["steps"]}),
+    "demo-shift2": ("the demo's recipe with the schedule's SNR divided by 4: more training at high noise, where a "
+                    "next frame must be read from its context alone", {"noise_shift": 2.0}),
+    "demo-shift4": ("the demo's recipe with the schedule's SNR divided by 16", {"noise_shift": 4.0}),
     "small": ("BASE as it is: the demo of rounds 1 and 2 (small VideoUNet, joint attention at 8x8 and 4x4)", {}),
     "rope-thw": ("rotary (frame, row, column) positions in every attention stage",
                  {"model_overrides": {"rope": "thw"}}),
@@ -259,7 +262,7 @@ def run_variant(name: str, minutes: float, every: float, samples: int, sample_st
     from spacetime.diffusion.train import load_model, train
 
     base = DEMO_CONFIG if name.startswith("demo") else BASE
-    values = {**base, **VARIANTS[name][1], "seed": seed, "time_limit": every}
+    values = {**base, **VARIANTS[name][1], "seed": seed, "time_limit": minutes}
     cfg = TrainConfig.from_dict(values)
     run_dir = runs_dir / f"{name}-s{seed}"
     if run_dir.exists():
@@ -269,9 +272,8 @@ def run_variant(name: str, minutes: float, every: float, samples: int, sample_st
     csv_path = out_dir / f"{name}-s{seed}.csv"
     rows, trained = [], 0.0
     while trained < 60 * minutes - 1e-6:
-        cfg.time_limit = min(every, minutes - trained / 60)
-        summary = train(cfg, run_dir / "train", resume=trained > 0, progress=False)
-        trained += summary["seconds"]
+        summary = train(cfg, run_dir / "train", resume=trained > 0, progress=False, stop_after=every)
+        trained = summary["train_seconds"]
         model, _ = load_model(run_dir / "train" / "checkpoints")
         start = time.perf_counter()
         videos = sample_videos(model, (cfg.channels, cfg.frames, cfg.size, cfg.size), samples, sampler=cfg.sampler,

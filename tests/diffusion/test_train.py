@@ -177,3 +177,32 @@ def test_num_videos_fixes_the_training_set():
         TrainConfig(num_videos=0)
     with pytest.raises(ValueError, match="num_videos applies to the generated data"):
         TrainConfig(data="mnist", data_path="x.npy", num_videos=8)
+
+
+def test_time_decay_ends_the_learning_rate_at_the_time_limit_or_the_last_step():
+    from spacetime.diffusion.train import _lr
+
+    cfg = TrainConfig(**TINY, steps=1000, lr=1e-3, lr_decay="time", time_limit=10.0)
+    by_steps = TrainConfig(**TINY, steps=1000, lr=1e-3, time_limit=10.0)
+    assert _lr(cfg, 1, 0.0) == _lr(by_steps, 1, 0.0)  # warm-up is per step either way
+    assert _lr(cfg, 100, 600.0) == pytest.approx(1e-4)  # the clock ran out first: the decay's end
+    assert _lr(cfg, 100, 300.0) == pytest.approx(1e-4 + 0.9e-3 * 0.5)  # half the time: half way down the cosine
+    assert _lr(cfg, 1000, 1.0) == pytest.approx(1e-4)  # the last step came first
+    assert _lr(by_steps, 100, 600.0) == _lr(by_steps, 100, 0.0) > 9e-4  # "steps" ignores the clock
+    with pytest.raises(ValueError, match="lr_decay='time' decays the learning rate over time_limit minutes"):
+        TrainConfig(**TINY, lr_decay="time")
+    with pytest.raises(ValueError, match="lr_decay must be one of"):
+        TrainConfig(**TINY, lr_decay="epochs", time_limit=1.0)
+
+
+def test_time_limit_counts_resumed_parts_and_stop_after_ends_one_call(tmp_path):
+    cfg = TrainConfig(**TINY, steps=50, checkpoint_every=100, time_limit=60.0, lr_decay="time")
+    first = train(cfg, tmp_path, progress=False, stop_after=0.0)  # stops after its first step, with a checkpoint
+    assert first["step"] == 1 and first["stopped_by_time_limit"] and first["train_seconds"] > 0
+    second = train(cfg, tmp_path, resume=True, progress=False, stop_after=0.0)
+    assert second["start_step"] == 1 and second["step"] == 2 and second["train_seconds"] > first["train_seconds"]
+    seconds = [float(r.split(",")[3]) for r in (tmp_path / "log.csv").read_text().splitlines()[1:]]
+    assert seconds == sorted(seconds) and seconds[-1] >= first["train_seconds"]  # one clock across the parts
+    spent = TrainConfig(**{**cfg.to_dict(), "time_limit": second["train_seconds"] / 60})
+    third = train(spent, tmp_path, resume=True, progress=False)  # the run's budget is spent: one step, then stop
+    assert third["step"] == 3 and third["stopped_by_time_limit"]

@@ -10,10 +10,11 @@ from ..models.configs import DictConfig
 from ..models.video_unet import PRESETS, VideoUNetConfig
 from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
 
-__all__ = ["TrainConfig", "DATA_KINDS", "CLIP_ENDS", "load_config_file"]
+__all__ = ["TrainConfig", "DATA_KINDS", "CLIP_ENDS", "LR_DECAYS", "load_config_file"]
 
 DATA_KINDS = ("disks", "mnist", "folder", "camera")
 CLIP_ENDS = ("uniform", "first")
+LR_DECAYS = ("steps", "time")
 
 
 @dataclass
@@ -52,13 +53,14 @@ class TrainConfig(DictConfig):
     lr: float = 2e-3
     weight_decay: float = 0.0
     warmup_steps: int = 50
+    lr_decay: str = "steps"  # the cosine decay ends at `steps`; "time": at `steps` or `time_limit`, what comes first
     grad_clip: float = 1.0
     ema_decay: float = 0.995
     # bookkeeping
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 200
-    time_limit: float | None = None  # minutes; stop (with a checkpoint) at the first step past it
+    time_limit: float | None = None  # minutes of training, resumed parts included; stop (with a checkpoint) past it
     # sampling (used by demo and as sample's defaults)
     sampler: str = "ddim"
     sample_steps: int = 50
@@ -93,6 +95,10 @@ class TrainConfig(DictConfig):
                 or not 0 <= self.context_frames < self.frames:
             raise ValueError(f"context_frames must be an int in [0, frames={self.frames}) (0: whole videos); got "
                              f"{self.context_frames!r}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {LR_DECAYS}; got {self.lr_decay!r}")
+        if self.lr_decay == "time" and self.time_limit is None:
+            raise ValueError("lr_decay='time' decays the learning rate over time_limit minutes: set time_limit")
         if self.clip_ends not in CLIP_ENDS:
             raise ValueError(f"clip_ends must be one of {CLIP_ENDS}; got {self.clip_ends!r}")
         if self.context_frames and self.data == "camera":

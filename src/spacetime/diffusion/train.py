@@ -113,11 +113,14 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def _lr(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to 10% at the last step."""
+def _lr(cfg: TrainConfig, step: int, seconds: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 10% at the last step; with ``lr_decay="time"``, at the last
+    step or at the time limit (``seconds`` of training so far), whichever comes first."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    if cfg.lr_decay == "time":
+        progress = max(progress, seconds / (60 * cfg.time_limit))
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -161,8 +164,12 @@ def _save_checkpoint(ckpt_dir: Path, cfg: TrainConfig, model, ema, state: dict) 
     return save_step_checkpoint(ckpt_dir, state["step"], tensors, meta, state)
 
 
-def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None = None) -> dict:
+def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None = None,
+          stop_after: float | None = None) -> dict:
     """Train ``cfg`` into ``out_dir``; return a summary (final step, loss, seconds, checkpoint path).
+
+    ``cfg.time_limit`` bounds the run's training time, resumed parts included; ``stop_after`` (minutes)
+    ends this call earlier, with a checkpoint to resume from (a run trained in parts).
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) it joins the process group, wraps the model in
     DistributedDataParallel, shards the data with a DistributedSampler and lets rank 0 write.
@@ -195,7 +202,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
         noise_sched = make_scheduler("ddpm", num_train_timesteps=cfg.timesteps, schedule=cfg.schedule,
                                      prediction_type=cfg.prediction, shift=cfg.noise_shift)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
-        step, epoch, batch_in_epoch = 0, 0, 0
+        step, epoch, batch_in_epoch, trained_before = 0, 0, 0, 0.0
         ckpt_dir = out_dir / "checkpoints"
         if resume:
             if not (ckpt_dir / "latest.json").is_file():
@@ -212,6 +219,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
                 raise ValueError(f"checkpoint was written by {state['world_size']} processes; resuming with {world}")
             optimizer.load_state_dict(state["optimizer"])
             step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            trained_before = state.get("train_seconds", 0.0)  # absent in checkpoints of older versions
             torch.set_rng_state(state["torch_rng"])
             gen.set_state(state["noise_rng"][rank])
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
@@ -224,6 +232,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
         quiet = rank != 0 or (not sys.stderr.isatty() if progress is None else not progress)
         bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=quiet, dynamic_ncols=True)
         t_start, t_log, loss_acc, n_acc = time.perf_counter(), time.perf_counter(), 0.0, 0
+        clock = _Clock(t_start, trained_before, world, device)  # rank 0's, so every rank agrees on lr and stop
         model.train()
         while step < cfg.steps:
             sampler.set_epoch(epoch)
@@ -247,8 +256,9 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
                 weight = None
                 if cfg.context_frames:
                     xt, extra["known"], weight = given_prefix(x0, xt, cfg.context_frames)
+                lr = _lr(cfg, step, clock.seen)  # the clock as the last step ended
                 for group in optimizer.param_groups:
-                    group["lr"] = _lr(cfg, step)
+                    group["lr"] = lr
                 if model.config.self_condition:  # half the time, condition on the model's own first estimate
                     x_self = torch.zeros_like(xt)
                     if torch.rand((), generator=gen) < 0.5:
@@ -272,7 +282,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
                     for be, bm in zip(ema.buffers(), model.buffers()):
                         be.copy_(bm)
                 step, batch_in_epoch = step + 1, bi + 1
-                out_of_time = cfg.time_limit is not None and _past(t_start, cfg.time_limit, world, device)
+                clock.trained()
+                out_of_time = clock.past(cfg.time_limit, stop_after)
                 loss_value = loss.detach().float()
                 if world > 1:
                     dist.all_reduce(loss_value)
@@ -281,8 +292,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == cfg.steps or out_of_time:
                     now = time.perf_counter()
-                    rows.append({"step": step, "loss": loss_acc / n_acc, "lr": _lr(cfg, step - 1),
-                                 "seconds": round(now - t_start, 3),
+                    rows.append({"step": step, "loss": loss_acc / n_acc, "lr": lr,
+                                 "seconds": round(trained_before + now - t_start, 3),
                                  "videos_per_s": round(n_acc * cfg.batch_size / max(now - t_log, 1e-9), 3)})
                     bar.set_postfix(loss=f"{loss_acc / n_acc:.4f}", vid_s=f"{rows[-1]['videos_per_s']:.1f}")
                     t_log, loss_acc, n_acc = now, 0.0, 0
@@ -296,6 +307,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
                     if rank == 0:
                         state = {"kind": STATE_KIND, "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
                                  "world_size": world, "optimizer": optimizer.state_dict(),
+                                 "train_seconds": clock.seen,
                                  "torch_rng": torch.get_rng_state(), "noise_rng": rng_states,
                                  "config": cfg.to_dict()}
                         summary["checkpoint"] = str(_save_checkpoint(ckpt_dir, cfg, model, ema, state))
@@ -310,7 +322,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
         if world > 1:
             summary["ranks_agree"] = _ranks_agree(model)
             dist.barrier()  # leave together: no rank tears the group down while another still talks to it
-        summary.update({"stopped_by_time_limit": step < cfg.steps, "step": step,
+        summary.update({"stopped_by_time_limit": step < cfg.steps, "step": step, "train_seconds": clock.seen,
                         "loss": rows[-1]["loss"] if rows else float("nan"),
                         "seconds": time.perf_counter() - t_start, "world_size": world, "out_dir": str(out_dir)})
         return summary
@@ -361,12 +373,26 @@ def _worker(rank: int, procs: int, port: int, cfg: dict, out_dir: str, resume: b
     os._exit(0)
 
 
-def _past(t_start: float, minutes: float, world: int, device) -> bool:
-    """Whether the time limit has passed (rank 0's clock decides, so every rank stops at the same step)."""
-    flag = torch.tensor([int(time.perf_counter() - t_start > 60 * minutes)], device=device)
-    if world > 1:
-        dist.broadcast(flag, src=0)
-    return bool(flag.item())
+class _Clock:
+    """Training seconds of a run (resumed parts included) as rank 0 reads them: every rank gets the same
+    value, so the learning rate and the stop at a time limit agree across a process group."""
+
+    def __init__(self, t_start: float, before: float, world: int, device):
+        self.t_start, self.before, self.world, self.device = t_start, before, world, device
+        self.seen = before  # the last reading
+
+    def trained(self) -> float:
+        value = torch.tensor([self.before + time.perf_counter() - self.t_start], dtype=torch.float64,
+                             device=self.device)
+        if self.world > 1:
+            dist.broadcast(value, src=0)
+        self.seen = float(value.item())
+        return self.seen
+
+    def past(self, limit: float | None, stop_after: float | None) -> bool:
+        """Whether the run's ``limit`` or this call's ``stop_after`` (minutes) had passed at the last reading."""
+        return (limit is not None and self.seen > 60 * limit) or \
+            (stop_after is not None and self.seen - self.before > 60 * stop_after)
 
 
 def _ranks_agree(model) -> bool:
