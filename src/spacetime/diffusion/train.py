@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import math
 import os
 import sys
@@ -353,20 +354,24 @@ def train_processes(cfg: TrainConfig, out_dir, procs: int = 1, resume: bool = Fa
     with socket.socket() as sock:  # a free port for the process group's rendezvous
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    queue = ctx.SimpleQueue()
-    mp.spawn(_worker, args=(procs, port, cfg.to_dict(), str(out_dir), resume, progress, queue), nprocs=procs,
-             join=True)
-    return queue.get()
+    mp.spawn(_worker, args=(procs, port, cfg.to_dict(), str(out_dir), resume, progress), nprocs=procs, join=True)
+    return json.loads((Path(out_dir) / "summary.json").read_text())
 
 
-def _worker(rank: int, procs: int, port: int, cfg: dict, out_dir: str, resume: bool, progress, queue) -> None:
+def _worker(rank: int, procs: int, port: int, cfg: dict, out_dir: str, resume: bool, progress) -> None:
+    import threading
+
+    from tqdm import tqdm
+
+    from ..io.files import atomic_write_text
+
+    tqdm.set_lock(threading.RLock())  # tqdm's default lock is a multiprocessing semaphore, leaked by the exit below
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(procs))
     torch.set_num_threads(1)
     summary = train(TrainConfig.from_dict(cfg), out_dir, resume=resume, progress=progress)
-    if rank == 0:
-        queue.put(summary)  # a pipe write: done once put returns
+    if rank == 0:  # a file, not a queue: a queue's semaphores would be leaked by the exit below
+        atomic_write_text(Path(out_dir) / "summary.json", json.dumps(summary, indent=2) + "\n")
     # Leave without the interpreter's teardown: gloo's threads have been seen to abort a worker
     # (SIGABRT, "terminate called without an active exception") in it after a finished run.
     sys.stdout.flush(), sys.stderr.flush()
