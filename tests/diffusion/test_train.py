@@ -206,3 +206,29 @@ def test_time_limit_counts_resumed_parts_and_stop_after_ends_one_call(tmp_path):
     spent = TrainConfig(**{**cfg.to_dict(), "time_limit": second["train_seconds"] / 60})
     third = train(spent, tmp_path, resume=True, progress=False)  # the run's budget is spent: one step, then stop
     assert third["step"] == 3 and third["stopped_by_time_limit"]
+
+
+def test_sample_cli_guides_with_an_earlier_checkpoint_of_the_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(TrainConfig(**TINY, steps=6, checkpoint_every=2), run, progress=False)  # checkpoints at 2, 4, 6
+    out = tmp_path / "guided"
+    assert main(["sample", "--checkpoint", str(run), "--num", "2", "--steps", "3", "--out", str(out),
+                 "--guidance", "1.5", "--quiet"]) == 0
+    used = json.loads((out / "sample_config.json").read_text())
+    assert used["guidance"] == 1.5 and used["guide"].endswith("step-000002.safetensors") and used["guide_step"] == 2
+    assert "guided by" in capsys.readouterr().out
+    assert main(["sample", "--checkpoint", str(run), "--num", "2", "--steps", "3", "--out", str(tmp_path / "plain"),
+                 "--quiet"]) == 0
+    assert json.loads((tmp_path / "plain" / "sample_config.json").read_text())["guidance"] == 0
+    assert not np.array_equal(np.load(out / "samples.npy"), np.load(tmp_path / "plain" / "samples.npy"))
+    explicit = tmp_path / "explicit"
+    assert main(["sample", "--checkpoint", str(run), "--num", "2", "--steps", "3", "--out", str(explicit),
+                 "--guidance", "1.5", "--guide", str(run / "checkpoints" / "step-000002.safetensors"),
+                 "--quiet"]) == 0
+    assert np.array_equal(np.load(out / "samples.npy"), np.load(explicit / "samples.npy"))
+    first = run / "checkpoints" / "step-000002.safetensors"
+    assert main(["sample", "--checkpoint", str(first), "--num", "1", "--steps", "2", "--out", str(tmp_path / "x"),
+                 "--guidance", "1", "--quiet"]) == 2  # nothing earlier to guide with: one clear line
+    assert "has no earlier checkpoint beside it to guide with" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="guide_at must be a fraction in"):
+        TrainConfig(**TINY, guide_at=1.0)

@@ -52,6 +52,9 @@ _HELP = {
     "log_every": "steps per CSV log row", "checkpoint_every": "steps between checkpoints (and one at the end)",
     "time_limit": "minutes of training, resumed parts included; stop with a checkpoint at the first step past it", "sampler": "sampler for samples",
     "sample_steps": "sampling steps", "num_samples": "videos to sample",
+    "guidance": "autoguidance weight for samples: steer each step away from an earlier checkpoint of the run "
+                "(0: none)",
+    "guide_at": "the guide checkpoint's step, as a fraction of the sampled one's (the nearest saved checkpoint)",
 }
 
 
@@ -59,11 +62,14 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
+def _add_config_flags(p: argparse.ArgumentParser, defaults: dict | None = None) -> None:
+    """One flag per :class:`TrainConfig` field; its help shows the default from ``defaults`` (the demo's recipe)
+    where that sets the field."""
     p.add_argument("--config", help="JSON or YAML file of config fields (flags override it)%(default).0s")
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = (defaults or {}).get(f.name, default)
         kind = hints[f.name]
         if f.name == "model_overrides":
             p.add_argument(_flag(f.name), type=json.loads, default=None, metavar="JSON",
@@ -137,8 +143,21 @@ def _camera_request(spec, frames: int, num: int, speed: float, reverse: bool):
     return cams.expand(num, *cams.shape).contiguous()
 
 
+def _guide_checkpoint(path: Path, step: int, fraction: float) -> Path:
+    """The run's saved checkpoint nearest ``fraction`` of ``step`` (and before it), for autoguidance."""
+    from ..io.checkpoint import CheckpointError, step_checkpoints
+
+    earlier = {s: p for s, p in step_checkpoints(path.parent).items() if s < step}
+    if not earlier:
+        raise CheckpointError(f"guidance: checkpoint {path} (step {step}) has no earlier checkpoint beside it to "
+                              f"guide with; give --guide CHECKPOINT or --guidance 0")
+    best = min(earlier, key=lambda s: abs(s - fraction * step))
+    return earlier[best]
+
+
 def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weights="ema", batch_size=32,
-            progress=None, camera_path=None, camera_speed=1.0, reverse_camera=False) -> dict:
+            progress=None, camera_path=None, camera_speed=1.0, reverse_camera=False, guidance=None,
+            guide=None) -> dict:
     from ..io.files import atomic_write_bytes, atomic_write_text
     from .sample import sample_videos, save_samples
     from ..io.checkpoint import latest_checkpoint
@@ -151,7 +170,13 @@ def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weig
                 "sampler": sampler or tc.sampler, "steps": steps or tc.sample_steps, "seed": seed,
                 "shape": [tc.channels, tc.frames, tc.size, tc.size], "timesteps": tc.timesteps,
                 "schedule": tc.schedule, "prediction": tc.prediction, "noise_shift": tc.noise_shift,
-                "context_frames": tc.context_frames}
+                "context_frames": tc.context_frames,
+                "guidance": tc.guidance if guidance is None else guidance}
+    guide_model = None
+    if resolved["guidance"]:
+        guide_path = Path(guide) if guide is not None else _guide_checkpoint(path, meta["step"], tc.guide_at)
+        guide_model, guide_meta = load_model(guide_path, which=weights)
+        resolved.update(guide=str(guide_path), guide_step=guide_meta.get("step"))
     cameras = None
     if model.config.camera is not None:
         if camera_path is None:
@@ -165,7 +190,8 @@ def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weig
     videos = sample_videos(model, tuple(resolved["shape"]), resolved["num"], sampler=resolved["sampler"],
                            steps=resolved["steps"], timesteps=tc.timesteps, schedule=tc.schedule,
                            prediction=tc.prediction, shift=tc.noise_shift, seed=seed, batch_size=batch_size,
-                           cameras=cameras, context=tc.context_frames, progress=progress)
+                           cameras=cameras, context=tc.context_frames, guide=guide_model,
+                           guidance=resolved["guidance"], progress=progress)
     resolved["seconds"] = round(time.perf_counter() - start, 2)
     out = Path(out)
     paths = save_samples(videos.numpy(), out, title=f"{resolved['sampler']}, {resolved['steps']} steps, "
@@ -185,9 +211,12 @@ def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weig
 def _run_sample(args) -> int:
     result = _sample(args.checkpoint, args.out, num=args.num, sampler=args.sampler, steps=args.steps,
                      seed=args.seed, weights=args.weights, batch_size=args.batch_size, progress=_progress(args),
-                     camera_path=args.camera_path, camera_speed=args.camera_speed, reverse_camera=args.reverse_camera)
+                     camera_path=args.camera_path, camera_speed=args.camera_speed, reverse_camera=args.reverse_camera,
+                     guidance=args.guidance, guide=args.guide)
     r, paths = result["config"], result["paths"]
-    print(f"{r['num']} videos ({r['sampler']}, {r['steps']} steps) in {r['seconds']:.1f} s from {r['checkpoint']}")
+    guided = f", guided by {r['guide']} at {r['guidance']:g}" if r["guidance"] else ""
+    print(f"{r['num']} videos ({r['sampler']}, {r['steps']} steps{guided}) in {r['seconds']:.1f} s from "
+          f"{r['checkpoint']}")
     print(f"grid: {paths['grid']}\narray: {paths['npy']}\nGIF/MP4: {Path(args.out)}/video_*.gif|mp4")
     return 0
 
@@ -361,6 +390,12 @@ def register(subparsers) -> None:
                         "spacetime.data.camera_pan.PRESETS) or a .json of per-frame poses%(default).0s")
     p.add_argument("--camera-speed", type=float, default=1.0, help="pixels per frame of a preset path")
     p.add_argument("--reverse-camera", action="store_true", help="run the camera path backwards (p_t -> -p_t)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="autoguidance weight: steer away from a weaker checkpoint of the same run (default: the "
+                        "run's guidance; 0: none)%(default).0s")
+    p.add_argument("--guide", default=None,
+                   help="the weaker checkpoint (default: the run's checkpoint nearest guide_at of this one's "
+                        "step)%(default).0s")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_sample)
 
@@ -384,7 +419,7 @@ def register(subparsers) -> None:
 
     p = add_command(subparsers, "demo", "the main job: train a video diffusion model on bouncing disks from scratch, "
                                         "sample 32 videos, score them, print where everything is (~15 min on 2 cores)")
-    _add_config_flags(p)
+    _add_config_flags(p, defaults=DEMO_CONFIG)
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--procs", type=int, default=None,
                    help="data-parallel training processes (default: one per CPU core, at most 2; 1 on a GPU)")

@@ -65,6 +65,8 @@ class TrainConfig(DictConfig):
     sampler: str = "ddim"
     sample_steps: int = 50
     num_samples: int = 32
+    guidance: float = 0.0  # autoguidance weight (0: none); the guide is the run's checkpoint nearest guide_at
+    guide_at: float = 0.33  # the guide's step as a fraction of the sampled checkpoint's
 
     def __post_init__(self):
         if self.model not in PRESETS:
@@ -95,6 +97,11 @@ class TrainConfig(DictConfig):
                 or not 0 <= self.context_frames < self.frames:
             raise ValueError(f"context_frames must be an int in [0, frames={self.frames}) (0: whole videos); got "
                              f"{self.context_frames!r}")
+        if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float)) or not self.guidance >= 0:
+            raise ValueError(f"guidance must be a number >= 0 (0: none); got {self.guidance!r}")
+        if not isinstance(self.guide_at, (int, float)) or not 0 < self.guide_at < 1:
+            raise ValueError(f"guide_at must be a fraction in (0, 1) of the sampled checkpoint's step; got "
+                             f"{self.guide_at!r}")
         if self.lr_decay not in LR_DECAYS:
             raise ValueError(f"lr_decay must be one of {LR_DECAYS}; got {self.lr_decay!r}")
         if self.lr_decay == "time" and self.time_limit is None:

@@ -21,7 +21,7 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
                   steps: int = 50, timesteps: int = 1000, schedule: str = "cosine",
                   prediction: str = "v_prediction", shift: float = 1.0, seed: int = 0, batch_size: int = 32,
                   cameras: Tensor | None = None, context: int = 0, given: Tensor | None = None,
-                  progress: bool | None = None) -> Tensor:
+                  guide: nn.Module | None = None, guidance: float = 0.0, progress: bool | None = None) -> Tensor:
     """Generate ``num_videos`` videos of ``shape = (C, T, H, W)``; returns ``(N, C, T, H, W)`` in [0, 1].
 
     The scheduler (``"ddpm"``, ``"ddim"``, ``"dpm"``) comes from diffusers and must match the
@@ -31,6 +31,11 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
     a time, each from the ``context`` frames before it (black before the first), ``steps`` sampler
     steps per frame; ``given`` (``(k, ...)`` or ``(N, C, k, H, W)`` in [0, 1]) are then the first ``k``
     frames of every video, which it continues. ``progress=None`` shows a bar only on a terminal.
+
+    ``guide`` and ``guidance`` (autoguidance, Karras et al. 2024): a weaker version of the same model
+    (an earlier checkpoint of its run) whose errors the sampler steers away from; every step uses
+    ``out + guidance * (out - guide_out)``. Where the weak model still blurs the choices apart
+    (two speeds, a move or a pause), the difference points to the sharper answer.
     """
     from tqdm import tqdm
 
@@ -57,6 +62,7 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
     if context and cameras is not None:
         raise ValueError("cameras: a next-frame model (context > 0) takes no cameras yet")
     first = _given_frames(given, shape, num_videos, context)
+    model = _guided(model, guide, guidance)
     scheduler = make_scheduler(sampler, num_train_timesteps=timesteps, schedule=schedule, prediction_type=prediction,
                                shift=shift)
     gen = torch.Generator().manual_seed(seed)
@@ -84,6 +90,33 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
                 made = torch.cat([made, clip[:, :, -1:]], dim=2)
             out.append(made[:, :, context:])
     return ((torch.cat(out) + 1) / 2).clamp(0, 1)
+
+
+class _Guided(nn.Module):
+    """``model`` steered away from a weaker ``guide``: ``out + w * (out - guide_out)`` (same inputs)."""
+
+    def __init__(self, model: nn.Module, guide: nn.Module, weight: float):
+        super().__init__()
+        self.model, self.guide, self.weight, self.config = model, guide, weight, model.config
+
+    def forward(self, x: Tensor, t: Tensor, **kwargs) -> Tensor:
+        out = self.model(x, t, **kwargs)
+        return out + self.weight * (out - self.guide(x, t, **kwargs))
+
+
+def _guided(model: nn.Module, guide: nn.Module | None, guidance: float) -> nn.Module:
+    """``model``, or it guided by ``guide`` with weight ``guidance`` (checked)."""
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not guidance >= 0:
+        raise ValueError(f"guidance must be a number >= 0 (0: unguided); got {guidance!r}")
+    if guidance == 0:
+        return model
+    if guide is None:
+        raise ValueError(f"guidance={guidance} needs guide: a weaker model (an earlier checkpoint of the same run)")
+    if getattr(guide, "config", None) != getattr(model, "config", None):
+        raise ValueError("guide must be the same architecture as the model (its config differs): an earlier "
+                         "checkpoint of the same run")
+    guide.eval()
+    return _Guided(model, guide, float(guidance))
 
 
 def _init_sigma(scheduler, steps: int) -> float:

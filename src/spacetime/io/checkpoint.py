@@ -28,7 +28,7 @@ from torch import Tensor
 from .files import atomic_write_bytes, atomic_write_text
 
 __all__ = ["CheckpointError", "save_weights", "load_weights", "save_state", "load_state", "METADATA_KEY",
-           "save_step_checkpoint", "latest_checkpoint"]
+           "save_step_checkpoint", "latest_checkpoint", "step_checkpoints"]
 
 #: the safetensors metadata entry holding spacetime's JSON metadata
 METADATA_KEY = "spacetime"
@@ -143,3 +143,15 @@ def latest_checkpoint(path) -> tuple[Path, Path | None]:
         return pointer.parent / latest["weights"], pointer.parent / latest["state"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {pointer}: damaged pointer file: {exc}") from None
+
+
+def step_checkpoints(path) -> dict[int, Path]:
+    """``{step: weights path}`` of every ``step-NNNNNN.safetensors`` in a run folder or its checkpoints folder."""
+    path = Path(path)
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    found = {}
+    for weights in folder.glob("step-*.safetensors"):
+        digits = weights.name.removeprefix("step-").removesuffix(".safetensors")
+        if digits.isdigit():
+            found[int(digits)] = weights
+    return dict(sorted(found.items()))
