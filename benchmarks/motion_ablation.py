@@ -62,11 +62,20 @@ BASE = {"model": "small", "steps": 2400, "batch_size": 16, "lr": 2e-3, "checkpoi
 #: ``spacetime demo``'s recipe as it is now (``DEMO_CONFIG``), whatever BASE says.
 VARIANTS: dict[str, tuple[str, dict]] = {
     "demo": ("the demo's recipe as it is now (DEMO_CONFIG)", {}),
-    "demo-2x": ("the demo's recipe with twice its steps (and time): does it keep improving or collapse?",
-                {"steps": 2 * DEMO_CONFIG["steps"]}),
+    "demo-2x": ("the demo's recipe given twice the time (run it with --minutes twice the other's): does it keep "
+                "improving or collapse?", {}),
+    "demo-r3": ("round 3's demo recipe: 64 channels, the learning rate decaying over 7000 steps whatever the time",
+                {"model_overrides": {}, "steps": 7000, "lr_decay": "steps"}),
+    "demo-r3-2x": ("round 3's demo recipe with twice its steps (and time)",
+                   {"model_overrides": {}, "steps": 14000, "lr_decay": "steps"}),
+    "demo-64": ("the demo's recipe 64 channels wide (the patch4 preset as it is)", {"model_overrides": {}}),
     "demo-shift2": ("the demo's recipe with the schedule's SNR divided by 4: more training at high noise, where a "
                     "next frame must be read from its context alone", {"noise_shift": 2.0}),
     "demo-shift4": ("the demo's recipe with the schedule's SNR divided by 16", {"noise_shift": 4.0}),
+    "demo-narrow32": ("the demo's recipe with 32 channels instead of 64 (2 heads of 16): about twice the steps per "
+                      "minute on a slow machine", {"model_overrides": {"channels": [32, 32]}}),
+    "demo-narrow48": ("the demo's recipe with 48 channels instead of 64 (3 heads of 16)",
+                      {"model_overrides": {"channels": [48, 48]}}),
     "small": ("BASE as it is: the demo of rounds 1 and 2 (small VideoUNet, joint attention at 8x8 and 4x4)", {}),
     "rope-thw": ("rotary (frame, row, column) positions in every attention stage",
                  {"model_overrides": {"rope": "thw"}}),
@@ -406,7 +415,7 @@ def plot(out_dir: Path) -> Path | None:
         ax.set_ylabel("fraction of 32 videos")
         ax.axhline(0.9, color="grey", lw=0.8, ls=":", label="the 90% target")
         ax.set_title("spacetime demo's recipe: plausible samples, and trajectories continued\n"
-                     "from two true frames, vs training time", fontsize=10)
+                     "from two true frames, vs training time (demo-r3*: round 3's machine, 2.5x faster)", fontsize=10)
         ax.legend(fontsize=8)
         fig.tight_layout()
         save_figure(fig, out_dir / "demo.png")
