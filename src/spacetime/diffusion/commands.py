@@ -48,10 +48,12 @@ _HELP = {
     "lr": "peak AdamW learning rate (linear warm-up, cosine decay to 10%%)", "weight_decay": "AdamW weight decay",
     "warmup_steps": "learning-rate warm-up steps",
     "lr_decay": "when the cosine decay ends: at --steps, or ('time') at --steps or --time-limit, whichever comes "
-                "first (a schedule that fits the machine's speed; not bit-reproducible)", "grad_clip": "gradient norm clip (0: off)",
+                "first (a schedule that fits the machine's speed; not bit-reproducible)",
+    "grad_clip": "gradient norm clip (0: off)",
     "ema_decay": "EMA decay of the sampling weights", "seed": "seed of weights, data and noise",
     "log_every": "steps per CSV log row", "checkpoint_every": "steps between checkpoints (and one at the end)",
-    "time_limit": "minutes of training, resumed parts included; stop with a checkpoint at the first step past it", "sampler": "sampler for samples",
+    "time_limit": "minutes of training, resumed parts included; stop with a checkpoint at the first step past it",
+    "sampler": "sampler for samples",
     "sample_steps": "sampling steps", "num_samples": "videos to sample",
     "guidance": "autoguidance weight for samples: steer each step away from an earlier checkpoint of the run "
                 "(0: none)",
