@@ -72,10 +72,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "demo-shift2": ("the demo's recipe with the schedule's SNR divided by 4: more training at high noise, where a "
                     "next frame must be read from its context alone", {"noise_shift": 2.0}),
     "demo-shift4": ("the demo's recipe with the schedule's SNR divided by 16", {"noise_shift": 4.0}),
-    "demo-narrow32": ("the demo's recipe with 32 channels instead of 64 (2 heads of 16): about twice the steps per "
-                      "minute on a slow machine", {"model_overrides": {"channels": [32, 32]}}),
-    "demo-narrow48": ("the demo's recipe with 48 channels instead of 64 (3 heads of 16)",
-                      {"model_overrides": {"channels": [48, 48]}}),
+    "demo-narrow32": ("the demo's recipe at 32 channels (2 heads of 16), the run that made it the demo's width: "
+                      "about twice the steps per minute of 64 on a slow machine",
+                      {"model_overrides": {"channels": [32, 32]}}),
+    "demo-narrow48": ("the demo's recipe at 48 channels (3 heads of 16)", {"model_overrides": {"channels": [48, 48]}}),
     "small": ("BASE as it is: the demo of rounds 1 and 2 (small VideoUNet, joint attention at 8x8 and 4x4)", {}),
     "rope-thw": ("rotary (frame, row, column) positions in every attention stage",
                  {"model_overrides": {"rope": "thw"}}),
