@@ -45,6 +45,11 @@ def test_frames_without_one_training_size_disk_fail(videos):
     assert not verdict.plausible and "area" in verdict.reason
     noise = np.random.default_rng(0).random((8, 32, 32))
     assert not det.judge(noise).plausible
+    wide = videos[2].copy()
+    wide[4] = 0
+    wide[4, 10:18, 5:19] = 1  # a bar of about the disk's area
+    verdict = det.judge(wide)  # the reason reads as plain numbers
+    assert verdict.reason == "frame 4: disk extent (8, 14), training disk (11, 11)", verdict.reason
 
 
 def test_blurred_but_correct_video_is_plausible(videos):

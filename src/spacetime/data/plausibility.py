@@ -83,7 +83,7 @@ class DiskDetector:
         rows, cols = np.nonzero(stamp)
         self.size, self.digit_size, self.max_speed, self.tol, self.area_tol = size, digit_size, max_speed, tol, area_tol
         self.area = int(stamp.sum())
-        self.extent = (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
+        self.extent = (int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
         self.center = np.array([cols.mean(), rows.mean()])  # centroid (x, y) within the stamp
         self.limit = size - digit_size  # walls at top-left coordinate 0 and limit
 
@@ -105,7 +105,7 @@ class DiskDetector:
             area, stray = int(sizes[order[0]]), int(sizes[order[1:]].sum())
             disk = np.flatnonzero(lab == ids[order[0]])
             ys, xs = np.divmod(disk, width)
-            extent = (ys.max() - ys.min() + 1, xs.max() - xs.min() + 1)
+            extent = (int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1))
             if stray > 0.1 * self.area:
                 found.append((None, f"{len(ids)} bright regions"))
             elif abs(area - self.area) > self.area_tol * self.area:
