@@ -76,6 +76,18 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                       "about twice the steps per minute of 64 on a slow machine",
                       {"model_overrides": {"channels": [32, 32]}}),
     "demo-narrow48": ("the demo's recipe at 48 channels (3 heads of 16)", {"model_overrides": {"channels": [48, 48]}}),
+    "demo-motion": ("the demo's recipe with a motion head: the network draws each frame as a per-pixel mix of the "
+                    "frame before it moved by up to 2 px (and one image of its own), predicting the clean frame",
+                    {"model_overrides": {"channels": [32, 32], "motion_head": 2}, "prediction": "sample"}),
+    "demo-motion-first": ("demo-motion with clips ending at frame 1 (where the move is chosen) 3/8 of the time",
+                          {"model_overrides": {"channels": [32, 32], "motion_head": 2}, "prediction": "sample",
+                           "clip_ends": "first"}),
+    "demo-motion-selfcond": ("demo-motion with self-conditioning: the model also sees its previous estimate of the "
+                             "clean frame",
+                             {"model_overrides": {"channels": [32, 32], "motion_head": 2, "self_condition": True},
+                              "prediction": "sample"}),
+    "demo-motion-64": ("demo-motion 64 channels wide",
+                       {"model_overrides": {"channels": [64, 64], "motion_head": 2}, "prediction": "sample"}),
     "small": ("BASE as it is: the demo of rounds 1 and 2 (small VideoUNet, joint attention at 8x8 and 4x4)", {}),
     "rope-thw": ("rotary (frame, row, column) positions in every attention stage",
                  {"model_overrides": {"rope": "thw"}}),

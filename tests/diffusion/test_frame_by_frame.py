@@ -143,6 +143,21 @@ def test_next_frame_model_trains_resumes_and_samples_deterministically(tmp_path)
     assert a.shape == (2, 1, 4, 16, 16) and torch.equal(a, b)
 
 
+def test_motion_head_model_predicts_the_clean_frame_trains_and_samples(tmp_path):
+    with pytest.raises(ValueError, match="motion_head=2 makes the network draw the clean frame: set "
+                                         "prediction='sample'; got prediction='v_prediction'"):
+        TrainConfig(model="tiny", context_frames=2, model_overrides={"motion_head": 2})
+    cfg = TrainConfig(model="tiny", frames=4, size=16, digit_size=6, batch_size=4, log_every=1, warmup_steps=2,
+                      steps=3, context_frames=2, model_overrides={"motion_head": 2}, prediction="sample")
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["step"] == 3 and torch.isfinite(torch.tensor(summary["loss"]))
+    model, _ = load_model(tmp_path / "run" / "checkpoints")
+    assert model.config.motion_head == 2
+    kw = {"steps": 2, "timesteps": cfg.timesteps, "context": 2, "seed": 3, "prediction": "sample", "progress": False}
+    a, b = sample_videos(model, (1, 4, 16, 16), 2, **kw), sample_videos(model, (1, 4, 16, 16), 2, **kw)
+    assert a.shape == (2, 1, 4, 16, 16) and torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+
+
 def test_demo_recipe_is_a_valid_next_frame_config_and_the_demo_runs_end_to_end(tmp_path, capsys):
     cfg = TrainConfig.from_dict(DEMO_CONFIG)
     assert cfg.context_frames >= 1 and cfg.unet_config().known_frames

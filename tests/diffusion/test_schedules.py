@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from spacetime.diffusion.schedules import cosine_beta_schedule, make_scheduler
+from spacetime.diffusion.schedules import cosine_beta_schedule, make_scheduler, predicted_x0
 
 
 def text_cosine(timesteps, s=0.008):
@@ -40,13 +40,48 @@ def test_v_prediction_target():
     assert torch.allclose(sched.get_velocity(x0, noise, t), a.sqrt() * noise - (1 - a).sqrt() * x0, atol=1e-5)
 
 
+def _noised(sched, x0, noise, t):
+    a = sched.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def _outputs(sched, x0, noise, t):
+    """What a perfect network outputs under each prediction."""
+    a = sched.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+    return {"epsilon": noise, "v_prediction": a.sqrt() * noise - (1 - a).sqrt() * x0, "sample": x0}
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm"])
+def test_the_three_predictions_imply_the_same_clean_sample(sampler):
+    torch.manual_seed(0)
+    x0, noise, t = torch.rand(2, 1, 2, 4, 4) * 2 - 1, torch.randn(2, 1, 2, 4, 4), torch.tensor([10, 900])
+    outputs = {}
+    for prediction in ("epsilon", "v_prediction", "sample"):
+        sched = make_scheduler(sampler, prediction_type=prediction)
+        xt = _noised(sched, x0, noise, t)
+        outputs[prediction] = _outputs(sched, x0, noise, t)[prediction]
+        torch.testing.assert_close(predicted_x0(sched, xt, t, outputs[prediction], prediction), x0, atol=2e-4, rtol=0)
+    # one DDIM/DDPM/DPM step from the same point agrees whichever form the network gives
+    steps = []
+    for prediction, out in outputs.items():
+        sched = make_scheduler(sampler, prediction_type=prediction)
+        sched.set_timesteps(20)
+        first = sched.timesteps[0]
+        tt = torch.full((2,), int(first))
+        xt = _noised(sched, x0, noise, tt)
+        out = _outputs(sched, x0, noise, tt)[prediction]
+        steps.append(sched.step(out, first, xt, generator=torch.Generator().manual_seed(0)).prev_sample)
+    torch.testing.assert_close(steps[0], steps[1], atol=1e-3, rtol=0)
+    torch.testing.assert_close(steps[0], steps[2], atol=1e-3, rtol=0)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="sampler must be one of"):
         make_scheduler("euler")
     with pytest.raises(ValueError, match="schedule must be one of"):
         make_scheduler("ddim", schedule="sigmoid")
     with pytest.raises(ValueError, match="prediction_type must be one of"):
-        make_scheduler("ddim", prediction_type="sample")
+        make_scheduler("ddim", prediction_type="x0")
     with pytest.raises(ValueError, match="timesteps must be a positive int"):
         cosine_beta_schedule(0)
 

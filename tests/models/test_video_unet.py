@@ -2,6 +2,7 @@ import dataclasses
 
 import pytest
 import torch
+from torch import nn
 
 from spacetime.models.video_unet import ATTENTION_CHOICES, PRESETS, VideoUNet, VideoUNetConfig
 from spacetime.ops import use_backend
@@ -109,3 +110,50 @@ def test_pixel_stem_and_3d_convs_see_motion():
         VideoUNetConfig(conv="4d")
     with pytest.raises(ValueError, match="pixel_stem must be an int >= 0"):
         VideoUNetConfig(pixel_stem=-1)
+
+
+def _motion_model(radius: int, pick: int, drawn: float = 0.0) -> VideoUNet:
+    """A motion-head model whose output layers are all bias: mixing logit ``pick`` wins everywhere."""
+    model = VideoUNet.from_preset("tiny", motion_head=radius)
+    nn.init.zeros_(model.mix.weight), nn.init.zeros_(model.out.weight)
+    bias = torch.zeros(model.num_shifts + 1, model.config.patch ** 2)
+    bias[pick] = 40.0
+    with torch.no_grad():
+        model.mix.bias.copy_(bias.reshape(-1))
+        model.out.bias.fill_(drawn)
+    return model
+
+
+def test_motion_head_moves_the_frame_before_or_draws_its_own():
+    from spacetime.ops.motion import shift_offsets
+
+    torch.manual_seed(0)
+    x, t = torch.rand(2, 1, 3, 16, 16), torch.tensor([3, 700])
+    k = shift_offsets(2).index((1, -2))  # one pixel right, two up
+    out = _motion_model(2, k)(x, t)
+    assert out.shape == x.shape
+    for frame in (1, 2):  # each frame is the one before it, moved; interior pixels need no edge
+        moved = torch.roll(x[:, :, frame - 1], (-2, 1), (-2, -1))
+        torch.testing.assert_close(out[:, :, frame, 2:-2, 2:-2], moved[..., 2:-2, 2:-2])
+    torch.testing.assert_close(out[:, :, 0, 2:-2, 2:-2], torch.roll(x[:, :, 0], (-2, 1), (-2, -1))[..., 2:-2, 2:-2])
+    drawn = _motion_model(2, 25, drawn=0.3)(x, t)  # the last logit picks the network's own image
+    torch.testing.assert_close(drawn, torch.full_like(x, 0.3))
+
+
+def test_motion_head_is_a_softmax_mix_and_trains():
+    torch.manual_seed(0)
+    model = VideoUNet.from_preset("tiny", motion_head=1)
+    for p in model.parameters():
+        nn.init.normal_(p, std=0.05)
+    with torch.no_grad():  # the drawn image's logit off: a convex mix of moved copies of the frame before
+        model.mix.bias.view(-1, model.config.patch ** 2)[model.num_shifts] = -40.0
+    x = torch.rand(2, 1, 3, 16, 16)
+    out = model(x, torch.tensor([5, 50]))
+    for frame in (1, 2):
+        before = x[:, :, frame - 1]
+        assert out[:, :, frame].min() >= before.min() - 1e-6 and out[:, :, frame].max() <= before.max() + 1e-6
+    assert not torch.allclose(out[:, :, 1], x[:, :, 0])  # a mix, not one copy
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    with pytest.raises(ValueError, match="motion_head must be an int >= 0 .*got -1"):
+        VideoUNet.from_preset("tiny", motion_head=-1)

@@ -112,6 +112,9 @@ class TrainConfig(DictConfig):
             raise ValueError("context_frames (a next-frame model) does not take cameras yet; use data='disks', "
                              "'mnist' or 'folder' with it")
         unet = self.unet_config()  # also validates the overrides
+        if unet.motion_head and self.prediction != "sample":
+            raise ValueError(f"model_overrides motion_head={unet.motion_head} makes the network draw the clean frame: "
+                             f"set prediction='sample'; got prediction={self.prediction!r}")
         if unet.known_frames and not self.context_frames:
             raise ValueError("model_overrides known_frames=True makes a next-frame model: set context_frames >= 1 "
                              "(the frames it sees before the one it makes) instead")

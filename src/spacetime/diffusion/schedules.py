@@ -17,7 +17,8 @@ __all__ = ["cosine_beta_schedule", "shift_betas", "predicted_x0", "SCHEDULES", "
 #: beta schedules: ``"cosine"`` is text 004's (clamped to [1e-4, 0.999]); the others are diffusers' names
 SCHEDULES = ("cosine", "squaredcos_cap_v2", "linear", "scaled_linear")
 SAMPLERS = ("ddpm", "ddim", "dpm")
-PREDICTIONS = ("epsilon", "v_prediction")
+#: what the network outputs: the noise, the velocity ``alpha * noise - sigma * x0``, or the clean sample itself
+PREDICTIONS = ("epsilon", "v_prediction", "sample")
 
 
 def cosine_beta_schedule(timesteps: int, s: float = 0.008) -> Tensor:
@@ -64,7 +65,7 @@ def make_scheduler(sampler: str = "ddim", *, num_train_timesteps: int = 1000, sc
         sampler: ``"ddpm"``, ``"ddim"`` or ``"dpm"`` (DPM-Solver++ multistep).
         num_train_timesteps: length of the training schedule.
         schedule: one of :data:`SCHEDULES`; ``"cosine"`` passes text 004's betas to diffusers.
-        prediction_type: ``"epsilon"`` or ``"v_prediction"``.
+        prediction_type: ``"epsilon"``, ``"v_prediction"`` or ``"sample"`` (the clean sample).
         shift: divide the schedule's signal-to-noise ratio by ``shift**2`` (:func:`shift_betas`).
     """
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
@@ -100,6 +101,8 @@ def predicted_x0(scheduler, x_t: Tensor, t: Tensor, output: Tensor, prediction: 
     """The clean sample a model's ``output`` at ``x_t``, timesteps ``t`` (``(B,)`` or scalar) implies."""
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}; got {prediction!r}")
+    if prediction == "sample":
+        return output
     abar = scheduler.alphas_cumprod.to(x_t.device)[torch.as_tensor(t, device=x_t.device).long()]
     abar = abar.reshape(-1, *([1] * (x_t.ndim - 1))).to(x_t.dtype)
     a, s = abar.sqrt(), (1 - abar).sqrt()

@@ -20,6 +20,16 @@ frames of ``x`` where the mask is set are given clean rather than noisy, and the
 more input channel. A next-frame model (``TrainConfig.context_frames``) is trained on clips of
 clean context frames and one noisy frame, and makes videos one frame at a time.
 
+Motion head (``motion_head=r``, r > 0): instead of drawing each frame from nothing, the network
+mixes it, pixel by pixel, from the frame before it (as given in ``x``) moved by every integer shift
+of up to ``r`` pixels per axis (:func:`~spacetime.ops.motion.shifted_copies`), plus one image it
+draws itself; a softmax over the ``(2r + 1)**2 + 1`` candidates, from a 1x1 conv on the last
+features, sets the mix. The output is then the clean frame, so it is trained with
+``prediction="sample"``. Carrying content along to where it moves is what video models must learn
+first; here it is one choice per pixel, and a copy it makes is exact: a disk moved two pixels is
+the same sharp disk. At high noise the mix is the average over the moves the context allows,
+which is what the best denoiser gives for a frame whose motion is still open.
+
 Camera conditioning (``camera=`` in the config, ``forward(x, t, cameras)`` with per-frame camera
 vectors ``(B, T, 6) = (pitch, yaw, roll, tx, ty, tz)``, :mod:`spacetime.ops.camera`):
 
@@ -53,6 +63,7 @@ from ..layers.camera import PluckerInjection
 from ..ops.camera import camera_to_world, check_cameras, intrinsics_from_fov, plucker_rays, relative_to_first
 from ..ops.encodings import ROPE_AXES, sinusoidal_table
 from ..ops.layout import check_video
+from ..ops.motion import shifted_copies
 from ..ops.patterns import PATTERNS, Spatial, Temporal
 from .configs import DictConfig
 
@@ -78,6 +89,7 @@ class VideoUNetConfig(DictConfig):
     pixel_stem: int = 0  # > 0: channels of a 3 x 5 x 5 space-time conv on the pixels before the patch fold
     self_condition: bool = False  # also take the previous estimate of the clean video as input (Chen et al.)
     known_frames: bool = False  # also take a (B, T) mask of frames given clean: generate the rest (module docstring)
+    motion_head: int = 0  # > 0: each frame is a per-pixel mix of the frame before it moved by up to this many pixels
     mlp_ratio: float = 2.0
     dropout: float = 0.0
     rope: str | None = None  # rotary positions in every attention stage: None, "t" or "thw"
@@ -89,6 +101,8 @@ class VideoUNetConfig(DictConfig):
         self.channels, self.attention = list(self.channels), list(self.attention)
         if isinstance(self.pixel_stem, bool) or not isinstance(self.pixel_stem, int) or self.pixel_stem < 0:
             raise ValueError(f"pixel_stem must be an int >= 0 (0: none); got {self.pixel_stem!r}")
+        if isinstance(self.motion_head, bool) or not isinstance(self.motion_head, int) or self.motion_head < 0:
+            raise ValueError(f"motion_head must be an int >= 0 (0: none); got {self.motion_head!r}")
         for name in ("in_channels", "patch", "blocks", "head_dim", "temporal_kernel"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -310,6 +324,12 @@ class VideoUNet(nn.Module):
         self.out_norm = nn.GroupNorm(_groups(ch[0]), ch[0])
         self.out = nn.Conv3d(ch[0], cfg.in_channels * cfg.patch**2, (1, 3, 3), padding=(0, 1, 1))
         nn.init.zeros_(self.out.weight), nn.init.zeros_(self.out.bias)
+        # the motion head's mixing logits: one per shift and one for the drawn image, per pixel (a 1x1 conv:
+        # a 3x3 one over this many channels doubled the cost of a training step)
+        self.num_shifts = (2 * cfg.motion_head + 1) ** 2 if cfg.motion_head else 0
+        self.mix = nn.Conv3d(ch[0], (self.num_shifts + 1) * cfg.patch**2, 1) if cfg.motion_head else None
+        if self.mix is not None:
+            nn.init.zeros_(self.mix.weight), nn.init.zeros_(self.mix.bias)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> VideoUNet:
@@ -326,6 +346,7 @@ class VideoUNet(nn.Module):
         clean (``None``: none; the others hold noise at ``t``)."""
         cfg = self.config
         b, frames, h, w = check_video(x, "bcthw", cfg.in_channels)
+        frames_in = x
         if cfg.known_frames:
             if known is None:
                 known = torch.zeros(b, frames, dtype=torch.bool, device=x.device)
@@ -378,5 +399,24 @@ class VideoUNet(nn.Module):
             x = level(torch.cat([x, skips.pop()], dim=1), emb, camera)
             if j < len(self.upsample):
                 x = self.upsample[j](F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"))
-        x = self.out(F.silu(self.out_norm(x)))
-        return rearrange(x, "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
+        x = F.silu(self.out_norm(x))
+        image = rearrange(self.out(x), "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
+        if self.mix is None:
+            return image
+        logits = rearrange(self.mix(x), "b (k p1 p2) t h w -> b k t (h p1) (w p2)", p1=p, p2=p)
+        return self._motion_mix(logits, image, frames_in)
+
+    def _motion_mix(self, logits: Tensor, image: Tensor, frames: Tensor) -> Tensor:
+        """The motion head's clean-frame estimate: per pixel, a softmax mix of the frame before (as given,
+        moved by each shift of up to ``motion_head`` pixels) and the ``image`` the network draws itself.
+
+        ``logits`` ``(b, num_shifts + 1, t, h, w)``: one per shift, the last for the drawn image. Frame 0
+        has no frame before it: its candidates are its own input moved, which the network learns to
+        pass over for the drawn image where that is noise.
+        """
+        k = self.num_shifts
+        before = torch.cat([frames[:, :, :1], frames[:, :, :-1]], dim=2)  # (b, c, t, h, w): frame t - 1
+        moved = shifted_copies(before, self.config.motion_head)  # (b, c, t, k, h, w)
+        weights = logits.softmax(dim=1)
+        mixed = (weights[:, None, :k].transpose(2, 3) * moved).sum(3)  # a plain product: einsum is 3x slower here
+        return mixed + weights[:, k:] * image

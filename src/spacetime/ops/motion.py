@@ -13,11 +13,13 @@ Shifts are ``(dx, dy)`` in pixels, ``x`` to the right and ``y`` down (the camera
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .layout import check_video, to_channels_last
 
-__all__ = ["phase_correlation", "frame_shifts", "camera_translation", "translation_error"]
+__all__ = ["phase_correlation", "frame_shifts", "camera_translation", "translation_error", "shift_offsets",
+           "shifted_copies"]
 
 
 def _hann(n: int, like: Tensor) -> Tensor:
@@ -116,3 +118,30 @@ def translation_error(video: Tensor, positions: Tensor, layout: str = "bcthw", *
     requested = positions[:, 1:].float() - positions[:, :-1].float()
     estimated = camera_translation(video, layout, window=window).to(requested.device)
     return (estimated - requested).norm(dim=-1).mean(-1)
+
+
+def shift_offsets(radius: int) -> list[tuple[int, int]]:
+    """The ``(2 radius + 1)**2`` integer shifts ``(dx, dy)`` with ``|dx|, |dy| <= radius``, in the order
+    :func:`shifted_copies` stacks them (``dy`` major, ``dx`` minor)."""
+    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+        raise ValueError(f"radius must be an int >= 0; got {radius!r}")
+    return [(dx, dy) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+
+
+def shifted_copies(images: Tensor, radius: int) -> Tensor:
+    """Every integer shift of ``images`` by up to ``radius`` pixels per axis, as a new axis.
+
+    ``(..., H, W) -> (..., K, H, W)`` with ``K = (2 radius + 1)**2``: copy ``k`` holds the content
+    moved by ``(dx, dy) = shift_offsets(radius)[k]``, ``out[..., k, y, x] = images[..., y - dy, x - dx]``;
+    pixels that come from outside the frame repeat its nearest edge pixel.
+    """
+    offsets = shift_offsets(radius)
+    if images.ndim < 2:
+        raise ValueError(f"images must be (..., H, W); got shape {tuple(images.shape)}")
+    h, w = images.shape[-2:]
+    lead = images.shape[:-2]
+    flat = images.reshape(-1, 1, h, w)
+    padded = F.pad(flat, (radius,) * 4, mode="replicate") if radius else flat
+    r = radius
+    copies = [padded[..., r - dy:r - dy + h, r - dx:r - dx + w] for dx, dy in offsets]
+    return torch.cat(copies, 1).reshape(*lead, len(offsets), h, w)

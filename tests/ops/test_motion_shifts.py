@@ -1,0 +1,39 @@
+"""Integer shifts of images (the motion head's candidates)."""
+
+import pytest
+import torch
+
+from spacetime.ops.motion import shift_offsets, shifted_copies
+
+
+def test_offsets_are_every_shift_dy_major():
+    assert shift_offsets(0) == [(0, 0)]
+    offsets = shift_offsets(1)
+    assert len(offsets) == 9 and offsets[0] == (-1, -1) and offsets[1] == (0, -1) and offsets[4] == (0, 0)
+    assert len(set(shift_offsets(2))) == 25
+
+
+def test_each_copy_is_the_image_moved_with_its_edges_repeated():
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 7, 9)
+    copies = shifted_copies(images, 2)
+    assert copies.shape == (2, 3, 25, 7, 9)
+    padded = torch.nn.functional.pad(images.reshape(6, 1, 7, 9), (2, 2, 2, 2), mode="replicate").reshape(2, 3, 11, 13)
+    for k, (dx, dy) in enumerate(shift_offsets(2)):
+        for y in range(7):
+            for x in range(9):  # out[y, x] = images[y - dy, x - dx], clamped to the frame
+                yy, xx = min(max(y - dy, 0), 6), min(max(x - dx, 0), 8)
+                assert copies[0, 1, k, y, x] == images[0, 1, yy, xx]
+        # away from the edges it is a roll
+        assert torch.equal(copies[..., k, 2:-2, 2:-2], torch.roll(images, (dy, dx), (-2, -1))[..., 2:-2, 2:-2])
+    assert torch.equal(shifted_copies(images, 0)[..., 0, :, :], images)
+    assert torch.equal(padded[..., 2:-2, 2:-2], images)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="radius must be an int >= 0; got -1"):
+        shifted_copies(torch.zeros(4, 4), -1)
+    with pytest.raises(ValueError, match="radius must be an int >= 0; got True"):
+        shift_offsets(True)
+    with pytest.raises(ValueError, match=r"images must be \(\.\.\., H, W\); got shape \(4,\)"):
+        shifted_copies(torch.zeros(4), 1)
