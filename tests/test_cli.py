@@ -1,9 +1,11 @@
+import json
 import subprocess
 import sys
 
 import pytest
 
 from spacetime.cli import main
+from spacetime.diffusion.commands import DEMO_CONFIG
 
 
 def test_help_lists_commands(capsys):
@@ -17,6 +19,10 @@ def test_demo_is_the_diffusion_main_job_and_patterns_stays(capsys):
         main(["demo", "--help"])
     out = capsys.readouterr().out
     assert "bouncing disks" in out and "--time-limit" in out
+    flat = " ".join(out.split())  # argparse wraps the help: compare with the line breaks gone
+    assert f'(default: {json.dumps(DEMO_CONFIG["model_overrides"])})' in flat  # the demo's values, not None
+    assert f'--prediction {{epsilon,v_prediction,sample}} what the network predicts (default: ' \
+           f'{DEMO_CONFIG["prediction"]})' in flat
     with pytest.raises(SystemExit):
         main(["patterns", "--help"])
     assert "--head-dim" in capsys.readouterr().out

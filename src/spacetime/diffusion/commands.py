@@ -22,9 +22,12 @@ __all__ = ["register", "resolve_config", "DEMO_CONFIG"]
 
 #: the demo's recipe: sized to train, sample 32 videos and score them within 15 minutes on 2 CPU cores. A
 #: next-frame model (each frame made from the two before it) on 4x4 patches, 32 channels wide (twice the steps
-#: per minute of 64 on a slow machine); its learning rate decays over the 13 minutes (or 20000 steps on a fast
-#: machine); DDPM, not DDIM, samples it (docs/motion.md).
-DEMO_CONFIG = {"model": "patch4", "model_overrides": {"channels": [32, 32]}, "context_frames": 2, "steps": 20000,
+#: per minute of 64 on a slow machine), with a motion head (each pixel of the new frame a learned mix of the
+#: frame before it moved by up to 2 px, or drawn afresh) that predicts the clean frame; 3/8 of its training
+#: clips end at frame 1, where the motion is chosen; its learning rate decays over the 13 minutes (or 20000
+#: steps on a fast machine); DDPM, not DDIM, samples it (docs/motion.md).
+DEMO_CONFIG = {"model": "patch4", "model_overrides": {"channels": [32, 32], "motion_head": 2}, "prediction": "sample",
+               "context_frames": 2, "clip_ends": "first", "steps": 20000,
                "batch_size": 16, "lr": 2e-3, "lr_decay": "time", "checkpoint_every": 500, "time_limit": 13.0,
                "sampler": "ddpm", "sample_steps": 50, "num_samples": 32}
 
@@ -75,8 +78,10 @@ def _add_config_flags(p: argparse.ArgumentParser, defaults: dict | None = None) 
         default = (defaults or {}).get(f.name, default)
         kind = hints[f.name]
         if f.name == "model_overrides":
+            shown = f" (default: {json.dumps(default)})" if default else ""
             p.add_argument(_flag(f.name), type=json.loads, default=None, metavar="JSON",
-                           help='model preset fields to change, as JSON: \'{"channels": [32, 64]}\'')
+                           help='model preset fields to change, as JSON: \'{"channels": [32, 64]}\'' + shown
+                           + "%(default).0s")
             continue
         base = next((t for t in (int, float, str) if kind is t or t in typing.get_args(kind)), str)
         choices = {"model": sorted(PRESETS), "data": DATA_KINDS, "schedule": SCHEDULES, "prediction": PREDICTIONS,
@@ -339,7 +344,10 @@ def _run_demo(args) -> int:
     start = time.perf_counter()
     cfg = resolve_config(args, base=DEMO_CONFIG)
     kind = f"next-frame, {cfg.context_frames} frames of context" if cfg.context_frames else "whole videos"
-    width = "x".join(map(str, cfg.unet_config().channels))
+    unet = cfg.unet_config()
+    if unet.motion_head:
+        kind += f", motion head of {unet.motion_head} px"
+    width = "/".join(map(str, unet.channels))
     print(f"spacetime demo: a video diffusion model ({cfg.model} VideoUNet, {width} channels, {kind}) trained from "
           f"scratch on bouncing disks "
           f"({cfg.frames}x{cfg.size}x{cfg.size}), {cfg.steps} steps or {cfg.time_limit} minutes, then "
