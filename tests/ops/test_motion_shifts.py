@@ -18,7 +18,6 @@ def test_each_copy_is_the_image_moved_with_its_edges_repeated():
     images = torch.randn(2, 3, 7, 9)
     copies = shifted_copies(images, 2)
     assert copies.shape == (2, 3, 25, 7, 9)
-    padded = torch.nn.functional.pad(images.reshape(6, 1, 7, 9), (2, 2, 2, 2), mode="replicate").reshape(2, 3, 11, 13)
     for k, (dx, dy) in enumerate(shift_offsets(2)):
         for y in range(7):
             for x in range(9):  # out[y, x] = images[y - dy, x - dx], clamped to the frame
@@ -27,7 +26,6 @@ def test_each_copy_is_the_image_moved_with_its_edges_repeated():
         # away from the edges it is a roll
         assert torch.equal(copies[..., k, 2:-2, 2:-2], torch.roll(images, (dy, dx), (-2, -1))[..., 2:-2, 2:-2])
     assert torch.equal(shifted_copies(images, 0)[..., 0, :, :], images)
-    assert torch.equal(padded[..., 2:-2, 2:-2], images)
 
 
 def test_bad_arguments():
