@@ -253,9 +253,10 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
                 x0, noise, t = x0.to(device), noise.to(device), t.to(device)
                 extra = {} if cams is None else {"cameras": cams}
                 xt = noise_sched.add_noise(x0, noise, t)
-                target = {"epsilon": noise, "sample": x0}.get(cfg.prediction)
-                if target is None:
+                if cfg.prediction == "v_prediction":
                     target = noise_sched.get_velocity(x0, noise, t)
+                else:
+                    target = noise if cfg.prediction == "epsilon" else x0
                 weight = None
                 if cfg.context_frames:
                     xt, extra["known"], weight = given_prefix(x0, xt, cfg.context_frames)

@@ -141,7 +141,7 @@ def shifted_copies(images: Tensor, radius: int) -> Tensor:
     h, w = images.shape[-2:]
     lead = images.shape[:-2]
     flat = images.reshape(-1, 1, h, w)
-    padded = F.pad(flat, (radius,) * 4, mode="replicate") if radius else flat
     r = radius
+    padded = F.pad(flat, (r,) * 4, mode="replicate") if r else flat
     copies = [padded[..., r - dy:r - dy + h, r - dx:r - dx + w] for dx, dy in offsets]
     return torch.cat(copies, 1).reshape(*lead, len(offsets), h, w)
