@@ -60,9 +60,11 @@ BASE = {"model": "small", "steps": 2400, "batch_size": 16, "lr": 2e-3, "checkpoi
 
 #: round 4's demo (32 channels, v-prediction, clip ends uniform): the base of the round-3 and round-4 variants,
 #: written out so they measure what they measured whatever DEMO_CONFIG is now
-R4 = {"model_overrides": {"channels": [32, 32]}, "prediction": "v_prediction", "clip_ends": "uniform"}
+R4 = {"model_overrides": {"channels": [32, 32]}, "prediction": "v_prediction", "clip_ends": "uniform", "copy_blend": 0.0,
+      "motion_temperature": 1.0}
 #: round 5's motion head, clip ends uniform: the base of the demo-motion variants
-MOTION = {"model_overrides": {"channels": [32, 32], "motion_head": 2}, "prediction": "sample", "clip_ends": "uniform"}
+MOTION = {"model_overrides": {"channels": [32, 32], "motion_head": 2}, "prediction": "sample", "clip_ends": "uniform",
+          "copy_blend": 0.0, "motion_temperature": 1.0}
 
 #: name -> (what it tests, changes to BASE; ``model_overrides`` changes the VideoUNet preset). "demo" is
 #: ``spacetime demo``'s recipe as it is now (``DEMO_CONFIG``), whatever BASE says; the other "demo-" variants
@@ -87,13 +89,16 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                     "frame before it moved by up to 2 px (and one image of its own), predicting the clean frame",
                     MOTION),
     "demo-motion-first": ("demo-motion with clips ending at frame 1 (where the move is chosen) 3/8 of the time: "
-                          "the demo's recipe since round 5", {**MOTION, "clip_ends": "first"}),
+                          "round 5's demo recipe", {**MOTION, "clip_ends": "first"}),
     "demo-motion-selfcond": ("demo-motion with self-conditioning: the model also sees its previous estimate of the "
                              "clean frame",
                              {**MOTION, "model_overrides": {"channels": [32, 32], "motion_head": 2,
                                                             "self_condition": True}}),
     "demo-motion-64": ("demo-motion 64 channels wide",
                        {**MOTION, "model_overrides": {"channels": [64, 64], "motion_head": 2}}),
+    "demo-blend": ("demo-motion-first with half its clips noising a blend of the frame and a copy of the one before "
+                   "(the target stays the frame): the demo's training since round 6 (the demo samples it with "
+                   "motion temperature 0.5, this variant at 1)", {**MOTION, "clip_ends": "first", "copy_blend": 0.5}),
     "small": ("BASE as it is: the demo of rounds 1 and 2 (small VideoUNet, joint attention at 8x8 and 4x4)", {}),
     "rope-thw": ("rotary (frame, row, column) positions in every attention stage",
                  {"model_overrides": {"rope": "thw"}}),
@@ -255,7 +260,7 @@ def continuation(model, cfg, detector, num: int = 32, steps: int = 50, given: in
     videos = sample_videos(model, tuple(truth.shape[1:]), num, sampler=cfg.sampler, steps=steps,
                            timesteps=cfg.timesteps, schedule=cfg.schedule, prediction=cfg.prediction,
                            shift=cfg.noise_shift, context=cfg.context_frames, given=truth[:, :, :given], seed=4321,
-                           progress=False)[:, 0].numpy()
+                           motion_temperature=cfg.motion_temperature, progress=False)[:, 0].numpy()
     return kept_fraction(videos, data, detector)
 
 
@@ -306,7 +311,7 @@ def run_variant(name: str, minutes: float, every: float, samples: int, sample_st
         videos = sample_videos(model, (cfg.channels, cfg.frames, cfg.size, cfg.size), samples, sampler=cfg.sampler,
                                steps=sample_steps, timesteps=cfg.timesteps, schedule=cfg.schedule,
                                prediction=cfg.prediction, shift=cfg.noise_shift, context=cfg.context_frames,
-                               seed=1234, progress=False)
+                               motion_temperature=cfg.motion_temperature, seed=1234, progress=False)
         sample_seconds = time.perf_counter() - start
         row = {"variant": name, "seed": seed, "minutes": round(trained / 60, 3), "step": summary["step"],
                "loss": round(summary["loss"], 5), **{k: round(v, 4) for k, v in scores(videos[:, 0].numpy(),
@@ -365,7 +370,7 @@ def resample(name: str, seed: int, runs_dir: Path, specs: list[str], samples: in
         videos = sample_videos(model, (cfg.channels, cfg.frames, cfg.size, cfg.size), samples, sampler=sampler,
                                steps=steps, timesteps=cfg.timesteps, schedule=cfg.schedule,
                                prediction=cfg.prediction, shift=cfg.noise_shift, context=cfg.context_frames,
-                               seed=1234, progress=False)
+                               motion_temperature=cfg.motion_temperature, seed=1234, progress=False)
         found = scores(videos[:, 0].numpy(), detector)
         found["continued"] = continuation(model, cfg, detector, steps=steps)
         print(f"{name} (step {meta['step']}) {spec}: " + ", ".join(f"{k}={v if v == '' else round(v, 3)}"

@@ -11,7 +11,7 @@ from spacetime.cli import main
 from spacetime.diffusion.commands import DEMO_CONFIG
 from spacetime.diffusion.config import TrainConfig
 from spacetime.diffusion.sample import sample_videos
-from spacetime.diffusion.train import clip_end_weights, given_prefix, load_model, next_frame_clips, train
+from spacetime.diffusion.train import clip_end_weights, copy_blend, given_prefix, load_model, next_frame_clips, train
 from spacetime.models.video_unet import VideoUNet, VideoUNetConfig
 
 
@@ -73,6 +73,23 @@ def test_given_prefix_gives_the_context_clean_and_weights_only_the_rest():
     assert torch.equal(known, torch.tensor([[True, True, True, False]] * 3))
     assert torch.equal(out[:, :, :3], x0[:, :, :3]) and torch.equal(out[:, :, 3], xt[:, :, 3])
     assert weight[:, :, :3].eq(0).all() and weight[:, :, 3].eq(1).all()
+
+
+def test_copy_blend_mixes_the_last_frame_with_the_one_before_in_a_fraction_of_clips():
+    clips = torch.rand(400, 1, 3, 2, 2)
+    out = copy_blend(clips, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, :, :2], clips[:, :, :2])
+    last, prev, made = clips[:, 0, 2], clips[:, 0, 1], out[:, 0, 2]
+    lam = ((made - prev) * (last - prev)).sum((1, 2)) / ((last - prev) ** 2).sum((1, 2))
+    torch.testing.assert_close(made, lam[:, None, None] * last + (1 - lam[:, None, None]) * prev)
+    blended = (lam < 1 - 1e-5)
+    assert 0.4 < blended.float().mean() < 0.6 and lam.min() >= 0
+    assert torch.equal(copy_blend(clips, 0.0), clips)
+    with pytest.raises(ValueError, match="copy_blend=0.5 blends a next frame with the one before it: it needs "
+                                         "context_frames >= 1 and prediction='sample'"):
+        TrainConfig(model="tiny", copy_blend=0.5)
+    with pytest.raises(ValueError, match=r"copy_blend must be a fraction in \[0, 1\]; got 2"):
+        TrainConfig(model="tiny", context_frames=2, prediction="sample", copy_blend=2)
 
 
 class _Recorder(nn.Module):
@@ -156,6 +173,15 @@ def test_motion_head_model_predicts_the_clean_frame_trains_and_samples(tmp_path)
     kw = {"steps": 2, "timesteps": cfg.timesteps, "context": 2, "seed": 3, "prediction": "sample", "progress": False}
     a, b = sample_videos(model, (1, 4, 16, 16), 2, **kw), sample_videos(model, (1, 4, 16, 16), 2, **kw)
     assert a.shape == (2, 1, 4, 16, 16) and torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+    sharp = sample_videos(model, (1, 4, 16, 16), 2, **kw, motion_temperature=0.5)
+    assert sharp.shape == a.shape and not torch.equal(sharp, a)
+    with pytest.raises(ValueError, match="motion_temperature must be a number > 0 .*got -1"):
+        sample_videos(model, (1, 4, 16, 16), 2, **kw, motion_temperature=-1)
+    plain = VideoUNet.from_preset("tiny", known_frames=True)
+    with pytest.raises(ValueError, match="motion_temperature=0.5 needs a model with a motion head"):
+        sample_videos(plain, (1, 4, 16, 16), 2, **kw, motion_temperature=0.5)
+    with pytest.raises(ValueError, match="motion_temperature=0.5 scales a motion head's choice: set model_overrides"):
+        TrainConfig(model="tiny", context_frames=2, prediction="sample", motion_temperature=0.5)
 
 
 def test_demo_recipe_is_a_valid_next_frame_config_and_the_demo_runs_end_to_end(tmp_path, capsys):

@@ -157,3 +157,30 @@ def test_motion_head_is_a_softmax_mix_and_trains():
     assert all(p.grad is not None for p in model.parameters())
     with pytest.raises(ValueError, match="motion_head must be an int >= 0 .*got -1"):
         VideoUNet.from_preset("tiny", motion_head=-1)
+
+
+def test_motion_temperature_divides_the_head_logits():
+    from spacetime.ops.motion import shifted_copies
+
+    torch.manual_seed(0)
+    model = _motion_model(1, 4)  # shift (0, 0)
+    with torch.no_grad():  # two shifts a logit apart, the drawn image off
+        bias = torch.full((model.num_shifts + 1, model.config.patch ** 2), -1000.0)
+        bias[4], bias[5] = 1.0, 0.0  # (0, 0) and (1, 0)
+        model.mix.bias.copy_(bias.reshape(-1))
+    x, t = torch.rand(1, 1, 3, 16, 16), torch.tensor([500])
+    moved = shifted_copies(x[:, :, 0], 1)[:, :, [4, 5]]  # frame 0 as it is and moved one pixel right
+
+    def mix(temperature):
+        w = torch.tensor([1.0, 0.0]).div(temperature).softmax(0)
+        return (w[:, None, None] * moved[0, 0]).sum(0)
+
+    for temperature in (1.0, 0.5, 4.0):
+        out = model(x, t, motion_temperature=temperature)
+        torch.testing.assert_close(out[0, 0, 1], mix(temperature))
+    assert torch.equal(model(x, t), model(x, t, motion_temperature=1.0))
+    with pytest.raises(ValueError, match="motion_temperature must be a number > 0; got 0"):
+        model(x, t, motion_temperature=0)
+    with pytest.raises(ValueError, match="motion_temperature=0.5 scales a motion head's choice: this VideoUNet has "
+                                         "none"):
+        VideoUNet.from_preset("tiny")(x, t, motion_temperature=0.5)

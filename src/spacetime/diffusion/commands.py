@@ -27,9 +27,9 @@ __all__ = ["register", "resolve_config", "DEMO_CONFIG"]
 #: clips end at frame 1, where the motion is chosen; its learning rate decays over the 13 minutes (or 20000
 #: steps on a fast machine); DDPM, not DDIM, samples it (docs/motion.md).
 DEMO_CONFIG = {"model": "patch4", "model_overrides": {"channels": [32, 32], "motion_head": 2}, "prediction": "sample",
-               "context_frames": 2, "clip_ends": "first", "steps": 20000,
+               "context_frames": 2, "clip_ends": "first", "copy_blend": 0.5, "steps": 20000,
                "batch_size": 16, "lr": 2e-3, "lr_decay": "time", "checkpoint_every": 500, "time_limit": 13.0,
-               "sampler": "ddpm", "sample_steps": 50, "num_samples": 32}
+               "sampler": "ddpm", "sample_steps": 50, "motion_temperature": 0.5, "num_samples": 32}
 
 
 _HELP = {
@@ -47,6 +47,8 @@ _HELP = {
                       "before it, and samples videos one frame at a time",
     "clip_ends": "next-frame models: where training clips end ('uniform': any frame evenly; 'first': frame 1, "
                  "where motion is chosen, 3/8 of the time)",
+    "copy_blend": "next-frame models with --prediction sample: the fraction of training clips whose noisy frame is "
+                  "made from a blend of the frame and a copy of the one before (the target stays the frame)",
     "steps": "optimizer steps", "batch_size": "global batch (split over torchrun processes)",
     "lr": "peak AdamW learning rate (linear warm-up, cosine decay to 10%%)", "weight_decay": "AdamW weight decay",
     "warmup_steps": "learning-rate warm-up steps",
@@ -60,6 +62,8 @@ _HELP = {
     "sample_steps": "sampling steps", "num_samples": "videos to sample",
     "guidance": "autoguidance weight for samples: steer each step away from an earlier checkpoint of the run "
                 "(0: none)",
+    "motion_temperature": "motion-head models: divide the head's logits by this when sampling (below 1: each pixel "
+                          "leans on its likeliest move)",
     "guide_at": "the guide checkpoint's step, as a fraction of the sampled one's (the nearest saved checkpoint)",
 }
 
@@ -165,7 +169,7 @@ def _guide_checkpoint(path: Path, step: int, fraction: float) -> Path:
 
 def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weights="ema", batch_size=32,
             progress=None, camera_path=None, camera_speed=1.0, reverse_camera=False, guidance=None,
-            guide=None) -> dict:
+            guide=None, motion_temperature=None) -> dict:
     from ..io.files import atomic_write_bytes, atomic_write_text
     from .sample import sample_videos, save_samples
     from ..io.checkpoint import latest_checkpoint
@@ -179,7 +183,8 @@ def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weig
                 "shape": [tc.channels, tc.frames, tc.size, tc.size], "timesteps": tc.timesteps,
                 "schedule": tc.schedule, "prediction": tc.prediction, "noise_shift": tc.noise_shift,
                 "context_frames": tc.context_frames,
-                "guidance": tc.guidance if guidance is None else guidance}
+                "guidance": tc.guidance if guidance is None else guidance,
+                "motion_temperature": tc.motion_temperature if motion_temperature is None else motion_temperature}
     guide_model = None
     if resolved["guidance"]:
         guide_path = Path(guide) if guide is not None else _guide_checkpoint(path, meta["step"], tc.guide_at)
@@ -199,7 +204,8 @@ def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weig
                            steps=resolved["steps"], timesteps=tc.timesteps, schedule=tc.schedule,
                            prediction=tc.prediction, shift=tc.noise_shift, seed=seed, batch_size=batch_size,
                            cameras=cameras, context=tc.context_frames, guide=guide_model,
-                           guidance=resolved["guidance"], progress=progress)
+                           guidance=resolved["guidance"], motion_temperature=resolved["motion_temperature"],
+                           progress=progress)
     resolved["seconds"] = round(time.perf_counter() - start, 2)
     out = Path(out)
     paths = save_samples(videos.numpy(), out, title=f"{resolved['sampler']}, {resolved['steps']} steps, "
@@ -220,9 +226,11 @@ def _run_sample(args) -> int:
     result = _sample(args.checkpoint, args.out, num=args.num, sampler=args.sampler, steps=args.steps,
                      seed=args.seed, weights=args.weights, batch_size=args.batch_size, progress=_progress(args),
                      camera_path=args.camera_path, camera_speed=args.camera_speed, reverse_camera=args.reverse_camera,
-                     guidance=args.guidance, guide=args.guide)
+                     guidance=args.guidance, guide=args.guide, motion_temperature=args.motion_temperature)
     r, paths = result["config"], result["paths"]
     guided = f", guided by {r['guide']} at {r['guidance']:g}" if r["guidance"] else ""
+    if r["motion_temperature"] != 1:
+        guided += f", motion temperature {r['motion_temperature']:g}"
     print(f"{r['num']} videos ({r['sampler']}, {r['steps']} steps{guided}) in {r['seconds']:.1f} s from "
           f"{r['checkpoint']}")
     print(f"grid: {paths['grid']}\narray: {paths['npy']}\nGIF/MP4: {Path(args.out)}/video_*.gif|mp4")
@@ -409,6 +417,9 @@ def register(subparsers) -> None:
     p.add_argument("--guide", default=None,
                    help="the weaker checkpoint (default: the run's checkpoint nearest guide_at of this one's "
                         "step)%(default).0s")
+    p.add_argument("--motion-temperature", type=float, default=None,
+                   help="motion-head models: divide the head's logits by this (default: the run's "
+                        "motion_temperature; 1: as trained)%(default).0s")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_sample)
 

@@ -47,6 +47,8 @@ class TrainConfig(DictConfig):
     # before the video starts), and sampling makes videos one frame at a time. The model gets known_frames.
     context_frames: int = 0
     clip_ends: str = "uniform"  # where next-frame training clips end: evenly, or "first" (frame 1 3/8 of the time)
+    # next-frame, prediction "sample": this fraction of clips noise a blend of the frame and a copy of the one before
+    copy_blend: float = 0.0
     # optimisation
     steps: int = 1000
     batch_size: int = 16
@@ -66,6 +68,7 @@ class TrainConfig(DictConfig):
     sample_steps: int = 50
     num_samples: int = 32
     guidance: float = 0.0  # autoguidance weight (0: none); the guide is the run's checkpoint nearest guide_at
+    motion_temperature: float = 1.0  # a motion head's logits are divided by this when sampling
     guide_at: float = 0.33  # the guide's step as a fraction of the sampled checkpoint's
 
     def __post_init__(self):
@@ -99,6 +102,10 @@ class TrainConfig(DictConfig):
                              f"{self.context_frames!r}")
         if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float)) or not self.guidance >= 0:
             raise ValueError(f"guidance must be a number >= 0 (0: none); got {self.guidance!r}")
+        if isinstance(self.motion_temperature, bool) or not isinstance(self.motion_temperature, (int, float)) \
+                or not self.motion_temperature > 0:
+            raise ValueError(f"motion_temperature must be a number > 0 (1: as trained); got "
+                             f"{self.motion_temperature!r}")
         if not isinstance(self.guide_at, (int, float)) or not 0 < self.guide_at < 1:
             raise ValueError(f"guide_at must be a fraction in (0, 1) of the sampled checkpoint's step; got "
                              f"{self.guide_at!r}")
@@ -111,7 +118,17 @@ class TrainConfig(DictConfig):
         if self.context_frames and self.data == "camera":
             raise ValueError("context_frames (a next-frame model) does not take cameras yet; use data='disks', "
                              "'mnist' or 'folder' with it")
+        if isinstance(self.copy_blend, bool) or not isinstance(self.copy_blend, (int, float)) \
+                or not 0 <= self.copy_blend <= 1:
+            raise ValueError(f"copy_blend must be a fraction in [0, 1]; got {self.copy_blend!r}")
+        if self.copy_blend and (not self.context_frames or self.prediction != "sample"):
+            raise ValueError(f"copy_blend={self.copy_blend} blends a next frame with the one before it: it needs "
+                             f"context_frames >= 1 and prediction='sample'; got context_frames={self.context_frames}, "
+                             f"prediction={self.prediction!r}")
         unet = self.unet_config()  # also validates the overrides
+        if self.motion_temperature != 1 and not unet.motion_head:
+            raise ValueError(f"motion_temperature={self.motion_temperature} scales a motion head's choice: set "
+                             f"model_overrides motion_head >= 1")
         if unet.motion_head and self.prediction != "sample":
             raise ValueError(f"model_overrides motion_head={unet.motion_head} makes the network draw the clean frame: "
                              f"set prediction='sample'; got prediction={self.prediction!r}")

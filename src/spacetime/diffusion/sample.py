@@ -21,7 +21,8 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
                   steps: int = 50, timesteps: int = 1000, schedule: str = "cosine",
                   prediction: str = "v_prediction", shift: float = 1.0, seed: int = 0, batch_size: int = 32,
                   cameras: Tensor | None = None, context: int = 0, given: Tensor | None = None,
-                  guide: nn.Module | None = None, guidance: float = 0.0, progress: bool | None = None) -> Tensor:
+                  guide: nn.Module | None = None, guidance: float = 0.0, motion_temperature: float = 1.0,
+                  progress: bool | None = None) -> Tensor:
     """Generate ``num_videos`` videos of ``shape = (C, T, H, W)``; returns ``(N, C, T, H, W)`` in [0, 1].
 
     The scheduler (``"ddpm"``, ``"ddim"``, ``"dpm"``) comes from diffusers and must match the
@@ -36,6 +37,10 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
     (an earlier checkpoint of its run) whose errors the sampler steers away from; every step uses
     ``out + guidance * (out - guide_out)``. Where the weak model still blurs the choices apart
     (two speeds, a move or a pause), the difference points to the sharper answer.
+
+    ``motion_temperature`` (a model with a motion head): its per-pixel choice of move is made with the
+    logits divided by this; below 1 each step leans on the likeliest move, so a frame is drawn from
+    the motion the model favours rather than from the average of the ones it still allows.
     """
     from tqdm import tqdm
 
@@ -61,6 +66,12 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
                          f"known_frames={next_frame}")
     if context and cameras is not None:
         raise ValueError("cameras: a next-frame model (context > 0) takes no cameras yet")
+    if isinstance(motion_temperature, bool) or not isinstance(motion_temperature, (int, float)) \
+            or not motion_temperature > 0:
+        raise ValueError(f"motion_temperature must be a number > 0 (1: as trained); got {motion_temperature!r}")
+    if motion_temperature != 1 and not getattr(model.config, "motion_head", 0):
+        raise ValueError(f"motion_temperature={motion_temperature} needs a model with a motion head "
+                         f"(config.motion_head > 0)")
     first = _given_frames(given, shape, num_videos, context)
     model = _guided(model, guide, guidance)
     scheduler = make_scheduler(sampler, num_train_timesteps=timesteps, schedule=schedule, prediction_type=prediction,
@@ -76,6 +87,8 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
         for start in range(0, num_videos, batch_size):
             n = min(batch_size, num_videos - start)
             extra = {} if cameras is None else {"cameras": cameras[start:start + n]}
+            if motion_temperature != 1:
+                extra["motion_temperature"] = float(motion_temperature)
             if not next_frame:
                 noise = torch.randn((n, *shape), generator=gen) * _init_sigma(scheduler, steps)
                 out.append(_denoise(model, scheduler, steps, noise, None, None, extra, prediction, gen, bar))
@@ -151,7 +164,7 @@ def _denoise(model: nn.Module, scheduler, steps: int, x: Tensor, clean: Tensor |
     device = next(model.parameters()).device
     scheduler.set_timesteps(steps)  # multistep solvers keep history: reset per call
     n = x.shape[0]
-    extra = {k: v.to(device) for k, v in extra.items()}
+    extra = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in extra.items()}
     if known is not None:
         extra["known"], x = known.to(device), _keep(x, clean, known)
     x_self = torch.zeros_like(x) if getattr(model.config, "self_condition", False) else None

@@ -31,7 +31,7 @@ from ..models.video_unet import VideoUNet, VideoUNetConfig
 from .config import CLIP_ENDS, TrainConfig
 from .schedules import make_scheduler, predicted_x0
 
-__all__ = ["train", "train_processes", "make_dataset", "load_model", "given_prefix", "next_frame_clips",
+__all__ = ["train", "train_processes", "make_dataset", "load_model", "given_prefix", "copy_blend", "next_frame_clips",
            "clip_end_weights", "WEIGHTS_KIND", "STATE_KIND"]
 
 WEIGHTS_KIND = "video_diffusion"
@@ -93,6 +93,24 @@ def next_frame_clips(x0: Tensor, context: int, generator: torch.Generator | None
     ends = torch.multinomial(clip_end_weights(frames, ends), b, replacement=True, generator=generator).tolist()
     padded = torch.cat([x0.new_full((b, c, context, h, w), -1.0), x0], dim=2)  # frame j sits at j + context
     return torch.stack([padded[i, :, j:j + context + 1] for i, j in enumerate(ends)])
+
+
+def copy_blend(clips: Tensor, fraction: float, generator: torch.Generator | None = None) -> Tensor:
+    """What a next-frame model's noisy frame is made from: ``clips`` ``(B, C, K + 1, H, W)`` with, in a
+    ``fraction`` of them, the last frame blended ``lam * frame + (1 - lam) * frame before`` (``lam``
+    uniform in [0, 1]); the target stays the true frame.
+
+    A sampler whose estimate of a frame is still the average of the ways it could move carries that
+    average, centred on the frame before, into its noisy frame: a copy of the frame before along an
+    axis, which the data never shows, that the denoiser then sharpens. Training on blends teaches it
+    to move away from that copy towards a real frame.
+    """
+    b = clips.shape[0]
+    lam = torch.rand(b, generator=generator)
+    lam = torch.where(torch.rand(b, generator=generator) < fraction, lam, torch.ones(b)).to(clips)
+    lam = lam.reshape(b, 1, 1, 1)
+    last = lam * clips[:, :, -1] + (1 - lam) * clips[:, :, -2]
+    return torch.cat([clips[:, :, :-1], last[:, :, None]], dim=2)
 
 
 def given_prefix(x0: Tensor, xt: Tensor, cut: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -252,7 +270,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
                 t = torch.randint(0, cfg.timesteps, (x0.shape[0],), generator=gen)
                 x0, noise, t = x0.to(device), noise.to(device), t.to(device)
                 extra = {} if cams is None else {"cameras": cams}
-                xt = noise_sched.add_noise(x0, noise, t)
+                xt = noise_sched.add_noise(x0 if not cfg.copy_blend else copy_blend(x0, cfg.copy_blend, gen), noise, t)
                 if cfg.prediction == "v_prediction":
                     target = noise_sched.get_velocity(x0, noise, t)
                 else:

@@ -339,12 +339,19 @@ class VideoUNet(nn.Module):
         return cls(dataclasses.replace(PRESETS[name], **overrides))
 
     def forward(self, x: Tensor, t: Tensor, cameras: Tensor | None = None, x_self: Tensor | None = None,
-                known: Tensor | None = None) -> Tensor:
+                known: Tensor | None = None, motion_temperature: float = 1.0) -> Tensor:
         """``x (B, C, T, H, W)``, timesteps ``t (B,)``, for a camera model ``cameras (B, T, 6)``, for a
         self-conditioned model the previous estimate of the clean video ``x_self`` (``None``: zeros), and
         for a ``known_frames`` model the bool mask ``known (B, T)`` of the frames of ``x`` that are given
-        clean (``None``: none; the others hold noise at ``t``)."""
+        clean (``None``: none; the others hold noise at ``t``). ``motion_temperature`` (a motion head's,
+        for sampling) divides the head's logits: below 1 each pixel leans harder on its likeliest move."""
         cfg = self.config
+        if isinstance(motion_temperature, bool) or not isinstance(motion_temperature, (int, float)) \
+                or not motion_temperature > 0:
+            raise ValueError(f"motion_temperature must be a number > 0; got {motion_temperature!r}")
+        if motion_temperature != 1 and not cfg.motion_head:
+            raise ValueError(f"motion_temperature={motion_temperature} scales a motion head's choice: this VideoUNet "
+                             f"has none (config.motion_head=0)")
         b, frames, h, w = check_video(x, "bcthw", cfg.in_channels)
         frames_in = x
         if cfg.known_frames:
@@ -404,7 +411,7 @@ class VideoUNet(nn.Module):
         if self.mix is None:
             return image
         logits = rearrange(self.mix(x), "b (k p1 p2) t h w -> b k t (h p1) (w p2)", p1=p, p2=p)
-        return self._motion_mix(logits, image, frames_in)
+        return self._motion_mix(logits / motion_temperature, image, frames_in)
 
     def _motion_mix(self, logits: Tensor, image: Tensor, frames: Tensor) -> Tensor:
         """The motion head's clean-frame estimate: per pixel, a softmax mix of the frame before (as given,
