@@ -98,7 +98,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                        {**MOTION, "model_overrides": {"channels": [64, 64], "motion_head": 2}}),
     "demo-blend": ("demo-motion-first with half its clips noising a blend of the frame and a copy of the one before "
                    "(the target stays the frame): the demo's training since round 6 (the demo samples it with "
-                   "motion temperature 0.5, this variant at 1)", {**MOTION, "clip_ends": "first", "copy_blend": 0.5}),
+                   "motion temperature 0.7, this variant at 1)", {**MOTION, "clip_ends": "first", "copy_blend": 0.5}),
     "small": ("BASE as it is: the demo of rounds 1 and 2 (small VideoUNet, joint attention at 8x8 and 4x4)", {}),
     "rope-thw": ("rotary (frame, row, column) positions in every attention stage",
                  {"model_overrides": {"rope": "thw"}}),

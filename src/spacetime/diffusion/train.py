@@ -101,9 +101,9 @@ def copy_blend(clips: Tensor, fraction: float, generator: torch.Generator | None
     uniform in [0, 1]); the target stays the true frame.
 
     A sampler whose estimate of a frame is still the average of the ways it could move carries that
-    average, centred on the frame before, into its noisy frame: a copy of the frame before along an
-    axis, which the data never shows, that the denoiser then sharpens. Training on blends teaches it
-    to move away from that copy towards a real frame.
+    average, centred on the frame before, into its noisy frame; a denoiser that never saw such a
+    frame in training sharpens it into a copy of the frame before along an axis (a pause the data
+    makes only at walls). Training on blends teaches it to leave the copy for a real frame.
     """
     b = clips.shape[0]
     lam = torch.rand(b, generator=generator)
