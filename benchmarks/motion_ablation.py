@@ -431,13 +431,13 @@ def plot(out_dir: Path) -> Path | None:
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for i, (name, rows) in enumerate(demo.items()):
             points = [(float(r["minutes"]), float(r["plausible"])) for r in rows]
-            style = "-o" if name.startswith("demo-motion") else "--s"
+            style = "-o" if name.startswith(("demo-motion", "demo-blend")) else "--s"
             ax.plot(*zip(*points), style, ms=4, color=plt.cm.tab10(i % 10), label=name)
         ax.set_xlabel("training minutes (one core)"), ax.set_ylim(-0.03, 1.03), ax.grid(alpha=0.3)
         ax.set_ylabel("plausible fraction of 32 videos")
         ax.axhline(0.9, color="grey", lw=0.8, ls=":", label="the 90% target")
         ax.set_title("the demo's recipes: plausible samples vs training time\n(solid: with the motion head, "
-                     "round 5; demo-r3*: round 3's machine, 2.5x faster)", fontsize=10)
+                     "rounds 5-6, temperature 1; demo-r3*: round 3's machine, 2.5x faster)", fontsize=10)
         ax.legend(fontsize=8)
         fig.tight_layout()
         save_figure(fig, out_dir / "demo.png")

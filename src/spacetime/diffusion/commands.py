@@ -209,7 +209,8 @@ def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weig
                            progress=progress)
     resolved["seconds"] = round(time.perf_counter() - start, 2)
     out = Path(out)
-    paths = save_samples(videos.numpy(), out, title=f"{resolved['sampler']}, {resolved['steps']} steps, "
+    sharpened = f", motion temperature {resolved['motion_temperature']:g}" if resolved["motion_temperature"] != 1 else ""
+    paths = save_samples(videos.numpy(), out, title=f"{resolved['sampler']}, {resolved['steps']} steps{sharpened}, "
                                                      f"step {meta.get('step')} {weights} weights")
     if cameras is not None:
         import io
