@@ -126,8 +126,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     path, _ = latest_checkpoint(args.checkpoint)
     model, meta = load_model(path)
-    if not model.config.motion_head or meta["train_config"].get("context_frames") != 2:
-        p.error(f"checkpoint must be a next-frame model with 2 context frames and a motion head; got {path}")
+    tc = meta["train_config"]
+    shape = (tc.get("frames"), tc.get("size"), tc.get("digit_size"))
+    if not model.config.motion_head or tc.get("context_frames") != 2 or shape != (8, 32, 12):
+        p.error(f"checkpoint must be a demo-shaped next-frame model (2 context frames, a motion head, 8 frames of "
+                f"32x32 with 12 px disks); got {path}: motion_head={model.config.motion_head}, context_frames="
+                f"{tc.get('context_frames')}, (frames, size, digit_size)={shape}")
     name = args.name or (path.parent.parent.parent.name if path.parent.name == "checkpoints" else path.stem)
     temperatures = [float(v) for v in args.temperatures.split(",")]
     detector = DiskDetector(size=32)
