@@ -140,6 +140,26 @@ def test_motion_head_moves_the_frame_before_or_draws_its_own():
     torch.testing.assert_close(drawn, torch.full_like(x, 0.3))
 
 
+def test_motion_fill_is_what_a_moved_copy_shows_from_outside_the_frame():
+    from spacetime.ops.motion import shift_offsets
+
+    torch.manual_seed(0)
+    x, t = torch.rand(1, 1, 2, 16, 16), torch.tensor([10])
+    k = shift_offsets(2).index((-2, 0))  # two pixels left: the last two columns come from outside the frame
+    model = _motion_model(2, k)
+    model.config.motion_fill = -1.0
+    out = model(x, t)
+    torch.testing.assert_close(out[0, 0, 1, :, -2:], torch.full((16, 2), -1.0))
+    torch.testing.assert_close(out[0, 0, 1, :, :-2], x[0, 0, 0, :, 2:])
+    model.config.motion_fill = None  # the edge column repeated
+    torch.testing.assert_close(_motion_model(2, k)(x, t)[0, 0, 1, :, -2:], x[0, 0, 0, :, -1:].expand(16, 2))
+    with pytest.raises(ValueError, match="motion_fill must be None .repeat the edge pixel. or a number .the "
+                                         "background.; got 'black'"):
+        VideoUNetConfig(motion_head=2, motion_fill="black")
+    with pytest.raises(ValueError, match="motion_fill=-1 fills a motion head's moved copies: set motion_head >= 1"):
+        VideoUNetConfig(motion_fill=-1)
+
+
 def test_motion_head_is_a_softmax_mix_and_trains():
     torch.manual_seed(0)
     model = VideoUNet.from_preset("tiny", motion_head=1)

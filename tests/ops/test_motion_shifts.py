@@ -28,6 +28,25 @@ def test_each_copy_is_the_image_moved_with_its_edges_repeated():
     assert torch.equal(shifted_copies(images, 0)[..., 0, :, :], images)
 
 
+def test_a_fill_value_takes_the_place_of_the_repeated_edge():
+    torch.manual_seed(0)
+    images = torch.randn(2, 5, 6)
+    copies = shifted_copies(images, 2, fill=-1)
+    edge = shifted_copies(images, 2)
+    for k, (dx, dy) in enumerate(shift_offsets(2)):
+        for y in range(5):
+            for x in range(6):
+                inside = 0 <= y - dy < 5 and 0 <= x - dx < 6
+                expected = edge[:, k, y, x] if inside else torch.full((2,), -1.0)
+                assert torch.equal(copies[:, k, y, x], expected)
+    # a disk touching the right edge, moved one pixel left, leaves background behind, not a smear of itself
+    frame = torch.full((1, 4, 4), -1.0)
+    frame[0, 1:3, 2:] = 1.0
+    left = shift_offsets(1).index((-1, 0))
+    assert torch.equal(shifted_copies(frame, 1, fill=-1)[0, left, :, 3], torch.full((4,), -1.0))
+    assert torch.equal(shifted_copies(frame, 1)[0, left, 1:3, 3], torch.ones(2))
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="radius must be an int >= 0; got -1"):
         shifted_copies(torch.zeros(4, 4), -1)
@@ -35,3 +54,5 @@ def test_bad_arguments():
         shift_offsets(True)
     with pytest.raises(ValueError, match=r"images must be \(\.\.\., H, W\); got shape \(4,\)"):
         shifted_copies(torch.zeros(4), 1)
+    with pytest.raises(ValueError, match="fill must be None .repeat the edge. or a number; got 'black'"):
+        shifted_copies(torch.zeros(4, 4), 1, fill="black")

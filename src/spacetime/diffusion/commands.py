@@ -23,11 +23,13 @@ __all__ = ["register", "resolve_config", "DEMO_CONFIG"]
 #: the demo's recipe: sized to train, sample 32 videos and score them within 15 minutes on 2 CPU cores. A
 #: next-frame model (each frame made from the two before it) on 4x4 patches, 32 channels wide (twice the steps
 #: per minute of 64 on a slow machine), with a motion head (each pixel of the new frame a learned mix of the
-#: frame before it moved by up to 2 px, or drawn afresh) that predicts the clean frame; 3/8 of its training
-#: clips end at frame 1, where the motion is chosen, and half of them noise a blend of the frame and a copy of
-#: the one before (copy_blend); its learning rate decays over the 13 minutes (or 20000 steps on a fast machine);
-#: DDPM, not DDIM, samples it, with the head's choice sharpened (motion_temperature 0.7; docs/motion.md).
-DEMO_CONFIG = {"model": "patch4", "model_overrides": {"channels": [32, 32], "motion_head": 2}, "prediction": "sample",
+#: frame before it moved by up to 2 px, or drawn afresh) that predicts the clean frame; a moved copy shows black
+#: where it comes from outside the frame (motion_fill -1), so a disk leaving a wall leaves no smear. 3/8 of its
+#: training clips end at frame 1, where the motion is chosen, and half of them noise a blend of the frame and a
+#: copy of the one before (copy_blend); its learning rate decays over the 13 minutes (or 20000 steps on a fast
+#: machine); DDPM, not DDIM, samples it, with the head's choice sharpened (motion_temperature 0.7; docs/motion.md).
+DEMO_CONFIG = {"model": "patch4", "model_overrides": {"channels": [32, 32], "motion_head": 2, "motion_fill": -1.0},
+               "prediction": "sample",
                "context_frames": 2, "clip_ends": "first", "copy_blend": 0.5, "steps": 20000,
                "batch_size": 16, "lr": 2e-3, "lr_decay": "time", "checkpoint_every": 500, "time_limit": 13.0,
                "sampler": "ddpm", "sample_steps": 50, "motion_temperature": 0.7, "num_samples": 32}

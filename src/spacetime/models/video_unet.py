@@ -90,6 +90,8 @@ class VideoUNetConfig(DictConfig):
     self_condition: bool = False  # also take the previous estimate of the clean video as input (Chen et al.)
     known_frames: bool = False  # also take a (B, T) mask of frames given clean: generate the rest (module docstring)
     motion_head: int = 0  # > 0: each frame is a per-pixel mix of the frame before it moved by up to this many pixels
+    motion_fill: float | None = None  # what a moved copy shows where it comes from outside the frame: None repeats
+    # the edge pixel, a number is that value (the data's background: -1 for black in [-1, 1])
     mlp_ratio: float = 2.0
     dropout: float = 0.0
     rope: str | None = None  # rotary positions in every attention stage: None, "t" or "thw"
@@ -103,6 +105,12 @@ class VideoUNetConfig(DictConfig):
             raise ValueError(f"pixel_stem must be an int >= 0 (0: none); got {self.pixel_stem!r}")
         if isinstance(self.motion_head, bool) or not isinstance(self.motion_head, int) or self.motion_head < 0:
             raise ValueError(f"motion_head must be an int >= 0 (0: none); got {self.motion_head!r}")
+        if self.motion_fill is not None and (isinstance(self.motion_fill, bool)
+                                             or not isinstance(self.motion_fill, (int, float))):
+            raise ValueError(f"motion_fill must be None (repeat the edge pixel) or a number (the background); "
+                             f"got {self.motion_fill!r}")
+        if self.motion_fill is not None and not self.motion_head:
+            raise ValueError(f"motion_fill={self.motion_fill} fills a motion head's moved copies: set motion_head >= 1")
         for name in ("in_channels", "patch", "blocks", "head_dim", "temporal_kernel"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -423,7 +431,7 @@ class VideoUNet(nn.Module):
         """
         k = self.num_shifts
         before = torch.cat([frames[:, :, :1], frames[:, :, :-1]], dim=2)  # (b, c, t, h, w): frame t - 1
-        moved = shifted_copies(before, self.config.motion_head)  # (b, c, t, k, h, w)
+        moved = shifted_copies(before, self.config.motion_head, self.config.motion_fill)  # (b, c, t, k, h, w)
         weights = logits.softmax(dim=1)
         mixed = (weights[:, None, :k].transpose(2, 3) * moved).sum(3)  # a plain product: einsum is 3x slower here
         return mixed + weights[:, k:] * image

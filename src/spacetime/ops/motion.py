@@ -128,20 +128,27 @@ def shift_offsets(radius: int) -> list[tuple[int, int]]:
     return [(dx, dy) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
 
 
-def shifted_copies(images: Tensor, radius: int) -> Tensor:
+def shifted_copies(images: Tensor, radius: int, fill: float | None = None) -> Tensor:
     """Every integer shift of ``images`` by up to ``radius`` pixels per axis, as a new axis.
 
     ``(..., H, W) -> (..., K, H, W)`` with ``K = (2 radius + 1)**2``: copy ``k`` holds the content
-    moved by ``(dx, dy) = shift_offsets(radius)[k]``, ``out[..., k, y, x] = images[..., y - dy, x - dx]``;
-    pixels that come from outside the frame repeat its nearest edge pixel.
+    moved by ``(dx, dy) = shift_offsets(radius)[k]``, ``out[..., k, y, x] = images[..., y - dy, x - dx]``.
+    Pixels that come from outside the frame repeat its nearest edge pixel (``fill=None``) or take the
+    value ``fill`` (the background of the data, e.g. ``-1`` for black in ``[-1, 1]``): an object that
+    touches the edge and moves away then leaves background behind, not a smear of itself.
     """
     offsets = shift_offsets(radius)
     if images.ndim < 2:
         raise ValueError(f"images must be (..., H, W); got shape {tuple(images.shape)}")
+    if fill is not None and (isinstance(fill, bool) or not isinstance(fill, (int, float))):
+        raise ValueError(f"fill must be None (repeat the edge) or a number; got {fill!r}")
     h, w = images.shape[-2:]
     lead = images.shape[:-2]
     flat = images.reshape(-1, 1, h, w)
     r = radius
-    padded = F.pad(flat, (r,) * 4, mode="replicate") if r else flat
+    if r:
+        padded = F.pad(flat, (r,) * 4, mode="replicate") if fill is None else F.pad(flat, (r,) * 4, value=float(fill))
+    else:
+        padded = flat
     copies = [padded[..., r - dy:r - dy + h, r - dx:r - dx + w] for dx, dy in offsets]
     return torch.cat(copies, 1).reshape(*lead, len(offsets), h, w)
