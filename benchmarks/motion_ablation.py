@@ -61,10 +61,13 @@ BASE = {"model": "small", "steps": 2400, "batch_size": 16, "lr": 2e-3, "checkpoi
 #: round 4's demo (32 channels, v-prediction, clip ends uniform): the base of the round-3 and round-4 variants,
 #: written out so they measure what they measured whatever DEMO_CONFIG is now
 R4 = {"model_overrides": {"channels": [32, 32]}, "prediction": "v_prediction", "clip_ends": "uniform", "copy_blend": 0.0,
-      "motion_temperature": 1.0}
+      "move_blend": 0.0, "motion_temperature": 1.0}
 #: round 5's motion head, clip ends uniform: the base of the demo-motion variants
 MOTION = {"model_overrides": {"channels": [32, 32], "motion_head": 2}, "prediction": "sample", "clip_ends": "uniform",
-          "copy_blend": 0.0, "motion_temperature": 1.0}
+          "copy_blend": 0.0, "move_blend": 0.0, "motion_temperature": 1.0}
+
+#: round 6's demo as `spacetime demo` samples it: the base of the round-7 variants
+R6 = {**MOTION, "clip_ends": "first", "copy_blend": 0.5, "move_blend": 0.0, "motion_temperature": 0.7}
 
 #: name -> (what it tests, changes to BASE; ``model_overrides`` changes the VideoUNet preset). "demo" is
 #: ``spacetime demo``'s recipe as it is now (``DEMO_CONFIG``), whatever BASE says; the other "demo-" variants
@@ -99,6 +102,13 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "demo-blend": ("demo-motion-first with half its clips noising a blend of the frame and a copy of the one before "
                    "(the target stays the frame): the demo's training since round 6 (the demo samples it with "
                    "motion temperature 0.7, this variant at 1)", {**MOTION, "clip_ends": "first", "copy_blend": 0.5}),
+    "demo-fill": ("round 6's demo (demo-blend sampled at motion temperature 0.7) with the head's moved copies "
+                  "black where they come from outside the frame (motion_fill -1)",
+                  {**R6, "model_overrides": {"channels": [32, 32], "motion_head": 2, "motion_fill": -1.0}}),
+    "demo-move": ("demo-fill with a quarter of its clips blending the frame (the larger part) with the one before "
+                  "moved by a random shift of the head's (move_blend 0.25): round 7's demo recipe",
+                  {**R6, "model_overrides": {"channels": [32, 32], "motion_head": 2, "motion_fill": -1.0},
+                   "move_blend": 0.25}),
     "small": ("BASE as it is: the demo of rounds 1 and 2 (small VideoUNet, joint attention at 8x8 and 4x4)", {}),
     "rope-thw": ("rotary (frame, row, column) positions in every attention stage",
                  {"model_overrides": {"rope": "thw"}}),
@@ -431,13 +441,13 @@ def plot(out_dir: Path) -> Path | None:
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for i, (name, rows) in enumerate(demo.items()):
             points = [(float(r["minutes"]), float(r["plausible"])) for r in rows]
-            style = "-o" if name.startswith(("demo-motion", "demo-blend")) else "--s"
+            style = "-o" if name.startswith(("demo-motion", "demo-blend", "demo-fill", "demo-move")) else "--s"
             ax.plot(*zip(*points), style, ms=4, color=plt.cm.tab10(i % 10), label=name)
         ax.set_xlabel("training minutes (one core)"), ax.set_ylim(-0.03, 1.03), ax.grid(alpha=0.3)
         ax.set_ylabel("plausible fraction of 32 videos")
         ax.axhline(0.9, color="grey", lw=0.8, ls=":", label="the 90% target")
         ax.set_title("the demo's recipes: plausible samples vs training time\n(solid: with the motion head, "
-                     "rounds 5-6, temperature 1; demo-r3*: round 3's machine, 2.5x faster)", fontsize=10)
+                     "rounds 5-7, temperature 1 before round 7; demo-r3*: round 3's machine, 2.5x faster)", fontsize=10)
         ax.legend(fontsize=8)
         fig.tight_layout()
         save_figure(fig, out_dir / "demo.png")

@@ -92,6 +92,44 @@ def test_copy_blend_mixes_the_last_frame_with_the_one_before_in_a_fraction_of_cl
         TrainConfig(model="tiny", context_frames=2, prediction="sample", copy_blend=2)
 
 
+def test_move_blend_mixes_the_frame_with_a_moved_copy_of_the_one_before_the_frame_the_larger_part():
+    from spacetime.ops.motion import shift_offsets, shifted_copies
+
+    clips = torch.rand(300, 1, 3, 6, 6)
+    out = copy_blend(clips, 0.25, torch.Generator().manual_seed(0), moved=0.5, radius=1, fill=-1.0)
+    assert torch.equal(out[:, :, :2], clips[:, :, :2])
+    last, made = clips[:, 0, 2], out[:, 0, 2]
+    partners = torch.cat([clips[:, 0, 1:2], shifted_copies(clips[:, 0, 1], 1, fill=-1.0)], 1)  # (b, 1 + 9, h, w)
+    kinds = []
+    for i in range(len(clips)):
+        if torch.equal(made[i], last[i]):
+            kinds.append("clean")
+            continue
+        d = last[i] - partners[i]  # the blend lam * last + (1 - lam) * partner, for the partner that fits
+        lam = ((made[i] - partners[i]) * d).sum((1, 2)) / d.square().sum((1, 2))
+        err = (lam[:, None, None] * d + partners[i] - made[i]).abs().amax((1, 2))
+        j = int(err.argmin())
+        assert err[j] < 1e-5
+        if j == 0:
+            kinds.append("copy")
+        else:
+            assert shift_offsets(1)[j - 1] != (0, 0) and 0.5 - 1e-5 <= lam[j] <= 1 + 1e-5
+            kinds.append("moved")
+    share = {k: kinds.count(k) / len(kinds) for k in ("clean", "copy", "moved")}
+    assert 0.15 < share["copy"] < 0.35 and 0.4 < share["moved"] < 0.6 and 0.15 < share["clean"] < 0.35
+    same = copy_blend(clips, 0.5, torch.Generator().manual_seed(3))  # moved=0: the copy blend as it was
+    assert torch.equal(same, copy_blend(clips, 0.5, torch.Generator().manual_seed(3), moved=0.0, radius=2))
+    with pytest.raises(ValueError, match="radius must be an int >= 1 when moved > 0"):
+        copy_blend(clips, 0.0, moved=0.5)
+    motion = {"model_overrides": {"motion_head": 2}, "prediction": "sample"}
+    with pytest.raises(ValueError, match=r"move_blend must be a fraction in \[0, 1 - copy_blend=0.5\]; got 0.75"):
+        TrainConfig(model="tiny", context_frames=2, copy_blend=0.5, move_blend=0.75, **motion)
+    with pytest.raises(ValueError, match="move_blend=0.25 blends a next frame with moved copies of the one before "
+                                         "it: it needs context_frames >= 1 and model_overrides motion_head >= 1"):
+        TrainConfig(model="tiny", context_frames=2, prediction="sample", move_blend=0.25)
+    assert TrainConfig(model="tiny", context_frames=2, move_blend=0.25, **motion).move_blend == 0.25
+
+
 class _Recorder(nn.Module):
     """A next-frame 'model' that predicts zeros and records what it was given."""
 
@@ -165,11 +203,12 @@ def test_motion_head_model_predicts_the_clean_frame_trains_and_samples(tmp_path)
                                          "prediction='sample'; got prediction='v_prediction'"):
         TrainConfig(model="tiny", context_frames=2, model_overrides={"motion_head": 2})
     cfg = TrainConfig(model="tiny", frames=4, size=16, digit_size=6, batch_size=4, log_every=1, warmup_steps=2,
-                      steps=3, context_frames=2, model_overrides={"motion_head": 2}, prediction="sample")
+                      steps=3, context_frames=2, model_overrides={"motion_head": 2, "motion_fill": -1.0},
+                      prediction="sample", copy_blend=0.25, move_blend=0.5)
     summary = train(cfg, tmp_path / "run", progress=False)
     assert summary["step"] == 3 and torch.isfinite(torch.tensor(summary["loss"]))
     model, _ = load_model(tmp_path / "run" / "checkpoints")
-    assert model.config.motion_head == 2
+    assert model.config.motion_head == 2 and model.config.motion_fill == -1.0
     kw = {"steps": 2, "timesteps": cfg.timesteps, "context": 2, "seed": 3, "prediction": "sample", "progress": False}
     a, b = sample_videos(model, (1, 4, 16, 16), 2, **kw), sample_videos(model, (1, 4, 16, 16), 2, **kw)
     assert a.shape == (2, 1, 4, 16, 16) and torch.equal(a, b) and a.min() >= 0 and a.max() <= 1

@@ -26,11 +26,12 @@ __all__ = ["register", "resolve_config", "DEMO_CONFIG"]
 #: frame before it moved by up to 2 px, or drawn afresh) that predicts the clean frame; a moved copy shows black
 #: where it comes from outside the frame (motion_fill -1), so a disk leaving a wall leaves no smear. 3/8 of its
 #: training clips end at frame 1, where the motion is chosen, and half of them noise a blend of the frame and a
-#: copy of the one before (copy_blend); its learning rate decays over the 13 minutes (or 20000 steps on a fast
+#: copy of the one before (copy_blend), a quarter blend it (the larger part) with the one before moved by a random
+#: shift of the head's (move_blend); its learning rate decays over the 13 minutes (or 20000 steps on a fast
 #: machine); DDPM, not DDIM, samples it, with the head's choice sharpened (motion_temperature 0.7; docs/motion.md).
 DEMO_CONFIG = {"model": "patch4", "model_overrides": {"channels": [32, 32], "motion_head": 2, "motion_fill": -1.0},
                "prediction": "sample",
-               "context_frames": 2, "clip_ends": "first", "copy_blend": 0.5, "steps": 20000,
+               "context_frames": 2, "clip_ends": "first", "copy_blend": 0.5, "move_blend": 0.25, "steps": 20000,
                "batch_size": 16, "lr": 2e-3, "lr_decay": "time", "checkpoint_every": 500, "time_limit": 13.0,
                "sampler": "ddpm", "sample_steps": 50, "motion_temperature": 0.7, "num_samples": 32}
 
@@ -52,6 +53,8 @@ _HELP = {
                  "where motion is chosen, 3/8 of the time)",
     "copy_blend": "next-frame models with --prediction sample: the fraction of training clips whose noisy frame is "
                   "made from a blend of the frame and a copy of the one before (the target stays the frame)",
+    "move_blend": "motion-head next-frame models: a further fraction of training clips whose noisy frame blends the "
+                  "frame (the larger part) with the one before moved by a random shift of the head's",
     "steps": "optimizer steps", "batch_size": "global batch (split over torchrun processes)",
     "lr": "peak AdamW learning rate (linear warm-up, cosine decay to 10%%)", "weight_decay": "AdamW weight decay",
     "warmup_steps": "learning-rate warm-up steps",

@@ -49,6 +49,9 @@ class TrainConfig(DictConfig):
     clip_ends: str = "uniform"  # where next-frame training clips end: evenly, or "first" (frame 1 3/8 of the time)
     # next-frame, prediction "sample": this fraction of clips noise a blend of the frame and a copy of the one before
     copy_blend: float = 0.0
+    # motion-head next-frame models: this further fraction blends the frame (the larger part) with the frame before
+    # moved by a random shift of the head's (train.copy_blend)
+    move_blend: float = 0.0
     # optimisation
     steps: int = 1000
     batch_size: int = 16
@@ -126,6 +129,14 @@ class TrainConfig(DictConfig):
                              f"context_frames >= 1 and prediction='sample'; got context_frames={self.context_frames}, "
                              f"prediction={self.prediction!r}")
         unet = self.unet_config()  # also validates the overrides
+        if isinstance(self.move_blend, bool) or not isinstance(self.move_blend, (int, float)) \
+                or not 0 <= self.move_blend <= 1 - self.copy_blend:
+            raise ValueError(f"move_blend must be a fraction in [0, 1 - copy_blend={1 - self.copy_blend:g}]; got "
+                             f"{self.move_blend!r}")
+        if self.move_blend and (not self.context_frames or not unet.motion_head):
+            raise ValueError(f"move_blend={self.move_blend} blends a next frame with moved copies of the one before "
+                             f"it: it needs context_frames >= 1 and model_overrides motion_head >= 1; got "
+                             f"context_frames={self.context_frames}, motion_head={unet.motion_head}")
         if self.motion_temperature != 1 and not unet.motion_head:
             raise ValueError(f"motion_temperature={self.motion_temperature} scales a motion head's choice: set "
                              f"model_overrides motion_head >= 1")

@@ -28,6 +28,7 @@ from ..data.bouncing import BouncingDisks
 from ..io.checkpoint import CheckpointError, latest_checkpoint, load_state, load_weights, save_step_checkpoint
 from ..io.files import atomic_write_csv, save_figure
 from ..models.video_unet import VideoUNet, VideoUNetConfig
+from ..ops.motion import shift_offsets, shifted_copies
 from .config import CLIP_ENDS, TrainConfig
 from .schedules import make_scheduler, predicted_x0
 
@@ -95,7 +96,8 @@ def next_frame_clips(x0: Tensor, context: int, generator: torch.Generator | None
     return torch.stack([padded[i, :, j:j + context + 1] for i, j in enumerate(ends)])
 
 
-def copy_blend(clips: Tensor, fraction: float, generator: torch.Generator | None = None) -> Tensor:
+def copy_blend(clips: Tensor, fraction: float, generator: torch.Generator | None = None, *, moved: float = 0.0,
+               radius: int = 0, fill: float | None = None) -> Tensor:
     """What a next-frame model's noisy frame is made from: ``clips`` ``(B, C, K + 1, H, W)`` with, in a
     ``fraction`` of them, the last frame blended ``lam * frame + (1 - lam) * frame before`` (``lam``
     uniform in [0, 1]); the target stays the true frame.
@@ -104,12 +106,31 @@ def copy_blend(clips: Tensor, fraction: float, generator: torch.Generator | None
     average, centred on the frame before, into its noisy frame; a denoiser that never saw such a
     frame in training sharpens it into a copy of the frame before along an axis (a pause the data
     makes only at walls). Training on blends teaches it to leave the copy for a real frame.
+
+    ``moved``: a further fraction of the clips blend the frame with the frame before moved by a random
+    nonzero shift of up to ``radius`` pixels per axis (a motion head's candidates, ``fill`` as
+    :func:`~spacetime.ops.motion.shifted_copies`), with ``lam`` uniform in [1/2, 1]: the frame stays
+    the larger part. Half-way through choosing a move, a sampler holds such a mix of moves; these clips
+    teach the denoiser to follow the stronger one rather than settle between them.
     """
     b = clips.shape[0]
     lam = torch.rand(b, generator=generator)
-    lam = torch.where(torch.rand(b, generator=generator) < fraction, lam, torch.ones(b)).to(clips)
-    lam = lam.reshape(b, 1, 1, 1)
-    last = lam * clips[:, :, -1] + (1 - lam) * clips[:, :, -2]
+    pick = torch.rand(b, generator=generator)
+    lam = torch.where(pick < fraction, lam, torch.ones(b))
+    before = clips[:, :, -2]
+    if moved:
+        if isinstance(radius, bool) or not isinstance(radius, int) or radius < 1:
+            raise ValueError(f"radius must be an int >= 1 when moved > 0 (the shifts to blend with); got {radius!r}")
+        shifts = [k for k, offset in enumerate(shift_offsets(radius)) if offset != (0, 0)]
+        k = torch.tensor(shifts)[torch.randint(len(shifts), (b,), generator=generator)]
+        half = 0.5 + 0.5 * torch.rand(b, generator=generator)
+        use = (pick >= fraction) & (pick < fraction + moved)
+        lam = torch.where(use, half, lam)
+        copies = shifted_copies(before, radius, fill)  # (b, c, K, h, w)
+        partner = copies[torch.arange(b), :, k.to(clips.device)]
+        before = torch.where(use.to(clips.device)[:, None, None, None], partner, before)
+    lam = lam.to(clips).reshape(b, 1, 1, 1)
+    last = lam * clips[:, :, -1] + (1 - lam) * before
     return torch.cat([clips[:, :, :-1], last[:, :, None]], dim=2)
 
 
@@ -270,7 +291,13 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
                 t = torch.randint(0, cfg.timesteps, (x0.shape[0],), generator=gen)
                 x0, noise, t = x0.to(device), noise.to(device), t.to(device)
                 extra = {} if cams is None else {"cameras": cams}
-                xt = noise_sched.add_noise(x0 if not cfg.copy_blend else copy_blend(x0, cfg.copy_blend, gen), noise, t)
+                if cfg.copy_blend or cfg.move_blend:
+                    unet = model.config
+                    x0_in = copy_blend(x0, cfg.copy_blend, gen, moved=cfg.move_blend, radius=unet.motion_head,
+                                       fill=unet.motion_fill)
+                else:
+                    x0_in = x0
+                xt = noise_sched.add_noise(x0_in, noise, t)
                 if cfg.prediction == "v_prediction":
                     target = noise_sched.get_velocity(x0, noise, t)
                 else:
