@@ -127,7 +127,7 @@ def copy_blend(clips: Tensor, fraction: float, generator: torch.Generator | None
         use = (pick >= fraction) & (pick < fraction + moved)
         lam = torch.where(use, half, lam)
         copies = shifted_copies(before, radius, fill)  # (b, c, K, h, w)
-        partner = copies[torch.arange(b), :, k.to(clips.device)]
+        partner = copies[torch.arange(b, device=clips.device), :, k.to(clips.device)]
         before = torch.where(use.to(clips.device)[:, None, None, None], partner, before)
     lam = lam.to(clips).reshape(b, 1, 1, 1)
     last = lam * clips[:, :, -1] + (1 - lam) * before
@@ -291,13 +291,10 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
                 t = torch.randint(0, cfg.timesteps, (x0.shape[0],), generator=gen)
                 x0, noise, t = x0.to(device), noise.to(device), t.to(device)
                 extra = {} if cams is None else {"cameras": cams}
-                if cfg.copy_blend or cfg.move_blend:
-                    unet = model.config
-                    x0_in = copy_blend(x0, cfg.copy_blend, gen, moved=cfg.move_blend, radius=unet.motion_head,
-                                       fill=unet.motion_fill)
-                else:
-                    x0_in = x0
-                xt = noise_sched.add_noise(x0_in, noise, t)
+                blended = x0 if not (cfg.copy_blend or cfg.move_blend) else copy_blend(
+                    x0, cfg.copy_blend, gen, moved=cfg.move_blend, radius=model.config.motion_head,
+                    fill=model.config.motion_fill)
+                xt = noise_sched.add_noise(blended, noise, t)
                 if cfg.prediction == "v_prediction":
                     target = noise_sched.get_velocity(x0, noise, t)
                 else:

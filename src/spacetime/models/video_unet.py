@@ -28,7 +28,9 @@ features, sets the mix. The output is then the clean frame, so it is trained wit
 ``prediction="sample"``. Carrying content along to where it moves is what video models must learn
 first; here it is one choice per pixel, and a copy it makes is exact: a disk moved two pixels is
 the same sharp disk. At high noise the mix is the average over the moves the context allows,
-which is what the best denoiser gives for a frame whose motion is still open.
+which is what the best denoiser gives for a frame whose motion is still open. Where a moved copy
+reaches outside the frame it repeats the edge pixel, or shows ``motion_fill`` (the data's
+background) if set, so that content leaving an edge leaves no smear of itself behind.
 
 Camera conditioning (``camera=`` in the config, ``forward(x, t, cameras)`` with per-frame camera
 vectors ``(B, T, 6) = (pitch, yaw, roll, tx, ty, tz)``, :mod:`spacetime.ops.camera`):
