@@ -447,7 +447,7 @@ def plot(out_dir: Path) -> Path | None:
         ax.set_ylabel("plausible fraction of 32 videos")
         ax.axhline(0.9, color="grey", lw=0.8, ls=":", label="the 90% target")
         ax.set_title("the demo's recipes: plausible samples vs training time\n(solid: with the motion head, "
-                     "rounds 5-7, temperature 1 before round 7; demo-r3*: round 3's machine, 2.5x faster)", fontsize=10)
+                     "rounds 5-7; demo-r3*: round 3's machine, 2.5x faster)", fontsize=10)
         ax.legend(fontsize=8)
         fig.tight_layout()
         save_figure(fig, out_dir / "demo.png")

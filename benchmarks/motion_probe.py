@@ -121,6 +121,9 @@ def main(argv=None) -> int:
                    help="run only these measurements (repeatable; default: all three)")
     p.add_argument("--temperatures", default="1,0.5", help="comma-separated motion temperatures")
     p.add_argument("--seeds", default="1,2,3", help="comma-separated sampling seeds for 'videos'")
+    p.add_argument("--motion-fill", default=None, metavar="FILL",
+                   help="sample with this motion_fill instead of the checkpoint's: 'edge' (repeat the edge pixel) or "
+                        "a number (-1: black)")
     p.add_argument("--name", default=None, help="CSV name prefix (default: the run folder's name)")
     p.add_argument("--out", type=Path, default=HERE / "motion" / "probe", help="folder for the CSVs")
     args = p.parse_args(argv)
@@ -132,6 +135,11 @@ def main(argv=None) -> int:
         p.error(f"checkpoint must be a demo-shaped next-frame model (2 context frames, a motion head, 8 frames of "
                 f"32x32 with 12 px disks); got {path}: motion_head={model.config.motion_head}, context_frames="
                 f"{tc.get('context_frames')}, (frames, size, digit_size)={shape}")
+    if args.motion_fill is not None:
+        try:
+            model.config.motion_fill = None if args.motion_fill == "edge" else float(args.motion_fill)
+        except ValueError:
+            p.error(f"--motion-fill must be 'edge' or a number; got {args.motion_fill!r}")
     name = args.name or (path.parent.parent.parent.name if path.parent.name == "checkpoints" else path.stem)
     temperatures = [float(v) for v in args.temperatures.split(",")]
     detector = DiskDetector(size=32)

@@ -1,0 +1,96 @@
+"""Plausibility of a `spacetime demo` run against its training minutes, from the checkpoints it kept.
+
+Every ``--every``-th checkpoint of the run (and its last) is sampled as the demo samples (its own
+sampler, steps, motion temperature and seed; 32 videos) and scored by ``spacetime eval``'s
+detector; the minutes are the run's training clock at that step (``train/log.csv``). Writes
+``<name>.csv`` and ``<name>.png`` to ``--out`` (default ``benchmarks/motion/demo_runs``).
+
+    python benchmarks/demo_curve.py runs/r7f-2x-s0 --every 2 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def score(path: str, seed: int) -> dict:
+    """Sample 32 videos from one checkpoint as its run's config says, and score them."""
+    import torch
+
+    from spacetime.data.plausibility import score_videos
+    from spacetime.diffusion.sample import sample_videos
+    from spacetime.diffusion.train import load_model
+
+    torch.set_num_threads(1)
+    model, meta = load_model(path)
+    tc = meta["train_config"]
+    made = sample_videos(model, (tc["channels"], tc["frames"], tc["size"], tc["size"]), tc["num_samples"],
+                         sampler=tc["sampler"], steps=tc["sample_steps"], timesteps=tc["timesteps"],
+                         schedule=tc["schedule"], prediction=tc["prediction"], shift=tc["noise_shift"], seed=seed,
+                         context=tc["context_frames"], motion_temperature=tc["motion_temperature"], progress=False)
+    result = score_videos(made.numpy())
+    return {"step": meta["step"], "plausible": result["plausible_fraction"],
+            "one_disk_frames": result["one_disk_frame_fraction"]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", type=Path, help="a spacetime demo output folder (holding train/)")
+    p.add_argument("--every", type=int, default=1, help="score every N-th kept checkpoint (default 1), and the last")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: the run's training seed)")
+    p.add_argument("--jobs", type=int, default=1, help="checkpoints scored at once, one core each (default 1)")
+    p.add_argument("--name", default=None, help="file name stem (default: the run folder's name)")
+    p.add_argument("--out", type=Path, default=HERE / "motion" / "demo_runs", help="folder for the CSV and PNG")
+    args = p.parse_args(argv)
+    if args.every < 1 or args.jobs < 1:
+        p.error(f"--every and --jobs must be >= 1; got {args.every} and {args.jobs}")
+    train = args.run / "train"
+    found = sorted((train / "checkpoints").glob("step-*.safetensors"))
+    if not found or not (train / "log.csv").is_file():
+        p.error(f"{args.run} is not a demo run: it needs train/checkpoints/step-*.safetensors and train/log.csv")
+    chosen = found[args.every - 1::args.every]
+    if chosen[-1] != found[-1]:
+        chosen.append(found[-1])
+    with open(train / "log.csv") as f:
+        clock = {int(r["step"]): float(r["seconds"]) for r in csv.DictReader(f)}
+    import json
+
+    seed = args.seed if args.seed is not None else json.loads((train / "config.json").read_text())["seed"]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(score, [str(c) for c in chosen], [seed] * len(chosen)))
+    for r in rows:  # the training clock at the logged step nearest to the checkpoint's
+        nearest = min(clock, key=lambda s: abs(s - r["step"]))
+        r["minutes"] = round(clock[nearest] / 60, 2)
+        print(f"step {r['step']:>6}  {r['minutes']:6.2f} min  plausible {r['plausible']:.3f}", flush=True)
+    name = args.name or args.run.name
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / f"{name}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["step", "minutes", "plausible", "one_disk_frames"])
+        writer.writeheader()
+        writer.writerows(rows)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spacetime.io.files import save_figure
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot([r["minutes"] for r in rows], [r["plausible"] for r in rows], "-o", ms=4, label=name)
+    ax.axhline(0.9, color="grey", lw=0.8, ls=":", label="the 90% target")
+    ax.set_xlabel("training minutes (2 processes, one per core)"), ax.set_ylabel("plausible fraction of 32 videos")
+    ax.set_ylim(-0.03, 1.03), ax.grid(alpha=0.3), ax.legend(fontsize=8)
+    ax.set_title(f"spacetime demo ({name}): plausible samples vs training time", fontsize=10)
+    fig.tight_layout()
+    print(f"wrote {save_figure(fig, args.out / f'{name}.png')} and {args.out / f'{name}.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
