@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,22 +21,16 @@ HERE = Path(__file__).resolve().parent
 
 
 def score(path: str, seed: int) -> dict:
-    """Sample 32 videos from one checkpoint as its run's config says, and score them."""
+    """Sample one checkpoint as ``spacetime sample`` does (its run's settings) and score the videos."""
     import torch
 
     from spacetime.data.plausibility import score_videos
-    from spacetime.diffusion.sample import sample_videos
-    from spacetime.diffusion.train import load_model
+    from spacetime.diffusion.commands import sample_checkpoint
 
     torch.set_num_threads(1)
-    model, meta = load_model(path)
-    tc = meta["train_config"]
-    made = sample_videos(model, (tc["channels"], tc["frames"], tc["size"], tc["size"]), tc["num_samples"],
-                         sampler=tc["sampler"], steps=tc["sample_steps"], timesteps=tc["timesteps"],
-                         schedule=tc["schedule"], prediction=tc["prediction"], shift=tc["noise_shift"], seed=seed,
-                         context=tc["context_frames"], motion_temperature=tc["motion_temperature"], progress=False)
-    result = score_videos(made.numpy())
-    return {"step": meta["step"], "plausible": result["plausible_fraction"],
+    made = sample_checkpoint(path, seed=seed, progress=False)
+    result = score_videos(made["videos"].numpy())
+    return {"step": int(Path(path).stem.split("-")[1]), "plausible": result["plausible_fraction"],
             "one_disk_frames": result["one_disk_frame_fraction"]}
 
 
@@ -59,8 +54,6 @@ def main(argv=None) -> int:
         chosen.append(found[-1])
     with open(train / "log.csv") as f:
         clock = {int(r["step"]): float(r["seconds"]) for r in csv.DictReader(f)}
-    import json
-
     seed = args.seed if args.seed is not None else json.loads((train / "config.json").read_text())["seed"]
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(score, [str(c) for c in chosen], [seed] * len(chosen)))

@@ -18,7 +18,7 @@ from ..models.video_unet import PRESETS
 from .config import CLIP_ENDS, DATA_KINDS, LR_DECAYS, TrainConfig, load_config_file
 from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
 
-__all__ = ["register", "resolve_config", "DEMO_CONFIG"]
+__all__ = ["register", "resolve_config", "sample_checkpoint", "DEMO_CONFIG"]
 
 #: the demo's recipe: sized to train, sample 32 videos and score them within 15 minutes on 2 CPU cores. A
 #: next-frame model (each frame made from the two before it) on 4x4 patches, 32 channels wide (twice the steps
@@ -173,9 +173,13 @@ def _guide_checkpoint(path: Path, step: int, fraction: float) -> Path:
     return earlier[best]
 
 
-def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weights="ema", batch_size=32,
-            progress=None, camera_path=None, camera_speed=1.0, reverse_camera=False, guidance=None,
-            guide=None, motion_temperature=None) -> dict:
+def sample_checkpoint(checkpoint, out=None, *, num=None, sampler=None, steps=None, seed=0, weights="ema",
+                      batch_size=32, progress=None, camera_path=None, camera_speed=1.0, reverse_camera=False,
+                      guidance=None, guide=None, motion_temperature=None) -> dict:
+    """Sample a checkpoint the way its run's config says (what ``spacetime sample`` does); arguments left
+    ``None`` take the run's values. Returns ``{"videos": (N, C, T, H, W) in [0, 1], "paths", "config"}``: with
+    ``out``, the videos, grid, array and ``sample_config.json`` are written there (``paths``); without, nothing
+    is written and ``paths`` is empty."""
     from ..io.files import atomic_write_bytes, atomic_write_text
     from .sample import sample_videos, save_samples
     from ..io.checkpoint import latest_checkpoint
@@ -213,6 +217,8 @@ def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weig
                            guidance=resolved["guidance"], motion_temperature=resolved["motion_temperature"],
                            progress=progress)
     resolved["seconds"] = round(time.perf_counter() - start, 2)
+    if out is None:
+        return {"videos": videos, "paths": {}, "config": resolved}
     out = Path(out)
     sharpened = f", motion temperature {resolved['motion_temperature']:g}" if resolved["motion_temperature"] != 1 else ""
     paths = save_samples(videos.numpy(), out, title=f"{resolved['sampler']}, {resolved['steps']} steps{sharpened}, "
@@ -230,7 +236,7 @@ def _sample(checkpoint, out, *, num=None, sampler=None, steps=None, seed=0, weig
 
 
 def _run_sample(args) -> int:
-    result = _sample(args.checkpoint, args.out, num=args.num, sampler=args.sampler, steps=args.steps,
+    result = sample_checkpoint(args.checkpoint, args.out, num=args.num, sampler=args.sampler, steps=args.steps,
                      seed=args.seed, weights=args.weights, batch_size=args.batch_size, progress=_progress(args),
                      camera_path=args.camera_path, camera_speed=args.camera_speed, reverse_camera=args.reverse_camera,
                      guidance=args.guidance, guide=args.guide, motion_temperature=args.motion_temperature)
@@ -372,7 +378,7 @@ def _run_demo(args) -> int:
     t_train = time.perf_counter() - start
     print(f"[1/3] trained {summary['step']} steps in {t_train:.0f} s ({procs} process{'es' * (procs > 1)}), "
           f"final loss {summary['loss']:.4f}", flush=True)
-    result = _sample(out / "train", out / "samples", seed=cfg.seed, progress=_progress(args))
+    result = sample_checkpoint(out / "train", out / "samples", seed=cfg.seed, progress=_progress(args))
     print(f"[2/3] sampled {result['config']['num']} videos in {result['config']['seconds']:.0f} s", flush=True)
     report = _evaluate(out / "samples" / "samples.npy", digit_size=cfg.digit_size)
     print("[3/3] plausibility of the samples:")
