@@ -185,15 +185,43 @@ def _validate(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
             ) from None
 
 
-def _row_has_key(mask: Tensor) -> Tensor:
-    """``(..., n, 1)`` bool: whether each query row may attend to at least one key."""
+def _merge_causal(mask: Tensor | None, causal: bool, n: int, m: int) -> tuple[Tensor | None, bool]:
+    """With a mask, the causal rule joins it (backends then see one mask and ``causal=False``)."""
+    if not causal or mask is None:
+        return mask, causal
+    tril = torch.ones(n, m, dtype=torch.bool, device=mask.device).tril()
+    return ((mask & tril) if mask.dtype == torch.bool else mask.masked_fill(~tril, float("-inf"))), False
+
+
+def _open_empty_rows(mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """``(mask, row_ok)``: query rows with no key they may see are opened to every key (no NaN), and
+    ``row_ok (..., n, 1)`` says which rows to keep; ``None`` when every row has a key."""
+    if mask is None:
+        return None, None
     allowed = mask if mask.dtype == torch.bool else mask > float("-inf")
-    return allowed.any(dim=-1, keepdim=True)
+    row_ok = allowed.any(dim=-1, keepdim=True)
+    # Eager: skip the fix-up when every row has a key. Compiled: no data-dependent branch.
+    if not torch.compiler.is_compiling() and bool(row_ok.all()):
+        return mask, None
+    # let empty rows attend everywhere, then zero them: no NaN, zero gradient
+    return (mask | ~row_ok if mask.dtype == torch.bool else mask.masked_fill(~row_ok, 0.0)), row_ok
 
 
-def _batch_slices(b: int, heads: int, limit: int) -> list[slice]:
-    per_chunk = max(1, limit // heads)
-    return [slice(i, min(i + per_chunk, b)) for i in range(0, b, per_chunk)]
+def _in_batch_chunks(fn: Backend, q, k, v, mask, causal: bool, scale: float, dropout_p: float,
+                     batch_limit: int) -> Tensor:
+    """``fn`` on at most ``batch_limit`` of ``b * heads`` at a time, split along ``b`` (exactly equal)."""
+    b, heads = q.shape[:2]
+    if b * heads <= batch_limit:
+        return fn(q, k, v, mask, causal, scale, dropout_p)
+    if heads > batch_limit:
+        raise ValueError(f"heads ({heads}) exceeds batch_limit ({batch_limit}); cannot split along b")
+    per_chunk = max(1, batch_limit // heads)
+    parts = []
+    for i in range(0, b, per_chunk):
+        sl = slice(i, min(i + per_chunk, b))
+        m_sl = mask if mask is None or mask.ndim < 4 or mask.shape[0] == 1 else mask[sl]
+        parts.append(fn(q[sl], k[sl], v[sl], m_sl, causal, scale, dropout_p))
+    return torch.cat(parts, dim=0)
 
 
 def attention(
@@ -236,35 +264,7 @@ def attention(
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     if not math.isfinite(scale):
         raise ValueError(f"scale must be finite; got {scale}")
-
-    if causal and mask is not None:
-        n, m = q.shape[-2], k.shape[-2]
-        tril = torch.ones(n, m, dtype=torch.bool, device=q.device).tril()
-        mask = (mask & tril) if mask.dtype == torch.bool else mask.masked_fill(~tril, float("-inf"))
-        causal = False
-
-    row_ok = None
-    if mask is not None:
-        row_ok = _row_has_key(mask)
-        # Eager: skip the fix-up when every row has a key. Compiled: no data-dependent branch.
-        if not torch.compiler.is_compiling() and bool(row_ok.all()):
-            row_ok = None
-        else:  # let empty rows attend everywhere, then zero them: no NaN, zero gradient
-            mask = mask | ~row_ok if mask.dtype == torch.bool else mask.masked_fill(~row_ok, 0.0)
-
-    fn = _BACKENDS[name]
-    b, heads = q.shape[:2]
-    if b * heads <= batch_limit:
-        out = fn(q, k, v, mask, causal, scale, dropout_p)
-    else:
-        if heads > batch_limit:
-            raise ValueError(f"heads ({heads}) exceeds batch_limit ({batch_limit}); cannot split along b")
-        parts = []
-        for sl in _batch_slices(b, heads, batch_limit):
-            m_sl = mask if mask is None or mask.ndim < 4 or mask.shape[0] == 1 else mask[sl]
-            parts.append(fn(q[sl], k[sl], v[sl], m_sl, causal, scale, dropout_p))
-        out = torch.cat(parts, dim=0)
-
-    if row_ok is not None:
-        out = out.masked_fill(~row_ok, 0.0)
-    return out
+    mask, causal = _merge_causal(mask, causal, q.shape[-2], k.shape[-2])
+    mask, row_ok = _open_empty_rows(mask)
+    out = _in_batch_chunks(_BACKENDS[name], q, k, v, mask, causal, scale, dropout_p, batch_limit)
+    return out if row_ok is None else out.masked_fill(~row_ok, 0.0)
