@@ -25,7 +25,7 @@ def score(path: str, seed: int) -> dict:
     import torch
 
     from spacetime.data.plausibility import score_videos
-    from spacetime.diffusion.commands import sample_checkpoint
+    from spacetime.diffusion.sample import sample_checkpoint
 
     torch.set_num_threads(1)
     made = sample_checkpoint(path, seed=seed, progress=False)

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spacetime.diffusion.commands import DEMO_CONFIG
+from spacetime.diffusion.config import DEMO_CONFIG
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "motion"

@@ -1,12 +1,14 @@
-"""Text 004's training step on its U-Net: explicit softmax (``math`` backend) vs the default path.
+"""Text 004's training step on its U-Net (``spacetime.compat.FactorizedVideoUNet``): spacetime's explicit
+softmax (``math`` backend) vs its default path.
 
 Each backend runs in a fresh subprocess (so peak RSS is its own): the text's step (cosine schedule
 with 500 steps, random timesteps, epsilon MSE, Adam 2e-4) on ``create_dataset`` videos, a warm-up
 step, then ``--steps`` timed steps. Both runs start from the same seed and weights, so their losses
-agree. Results go to ``benchmarks/seed_unet_step.json``.
+agree. The machine's fp32 matmul rate is measured first and recorded beside the times. Results go
+to ``benchmarks/text004_unet_step.json``.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/seed_unet_step.py            # batch 16, 8x32x32 (the text's)
-    python benchmarks/seed_unet_step.py --batch 4 --steps 2                  # quicker
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/text004_unet_step.py            # batch 16, 8x32x32 (the text's)
+    python benchmarks/text004_unet_step.py --batch 4 --steps 2                  # quicker
 """
 
 from __future__ import annotations
@@ -32,9 +34,7 @@ def _peak_rss_mib() -> float:
 def worker(args) -> dict:
     import torch
 
-    from spacetime.data.bouncing import create_dataset
-    from spacetime.diffusion.schedules import cosine_beta_schedule
-    from spacetime.models.seed_unet import FactorizedVideoUNet
+    from spacetime.compat import FactorizedVideoUNet, cosine_beta_schedule, create_dataset
     from spacetime.ops import use_backend
 
     torch.manual_seed(0)
@@ -78,13 +78,17 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--backends", nargs="+", default=["math", "sdpa"])
-    p.add_argument("--out", default=str(HERE / "seed_unet_step.json"))
+    p.add_argument("--out", default=str(HERE / "text004_unet_step.json"))
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
         return 0
 
+    from spacetime.bench.measure import matmul_rate
+
+    rate = matmul_rate()
+    print(f"fp32 matmul rate: {rate:.0f} GFLOP/s (2048x2048 torch.mm)", flush=True)
     rows = []
     for backend in args.backends:
         cmd = [sys.executable, __file__, "--worker", backend, "--batch", str(args.batch), "--frames",
@@ -97,10 +101,10 @@ def main(argv=None) -> int:
         r = rows[-1]
         print(f"{backend:>5}: step {r['step_s']:.2f} s (median of {args.steps}), peak RSS {r['peak_rss_mib']:.0f} MiB, "
               f"losses {', '.join(f'{v:.4f}' for v in r['losses'])}", flush=True)
-    result = {"command": "python benchmarks/seed_unet_step.py " + " ".join(sys.argv[1:]),
-              "config": vars(args) | {"worker": None},
+    result = {"command": "python benchmarks/text004_unet_step.py " + " ".join(sys.argv[1:]),
+              "config": vars(args) | {"worker": None, "out": Path(args.out).name},
               "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                          "load_avg_1m": os.getloadavg()[0]}, "runs": rows}
+                          "load_avg_1m": os.getloadavg()[0], "matmul_gflops": round(rate, 1)}, "runs": rows}
     if len(rows) == 2:
         ref, fast = rows
         result["speedup"] = ref["step_s"] / fast["step_s"]

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from spacetime.cli import main
-from spacetime.diffusion.commands import DEMO_CONFIG
+from spacetime.diffusion.config import DEMO_CONFIG
 
 
 def test_help_lists_commands(capsys):

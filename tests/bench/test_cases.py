@@ -24,7 +24,7 @@ def test_every_case_runs_both_modes(name):
 
 
 def _ours(name, peer, seq_module):
-    """Our layer with the peer's weights (the peers use the seed texts' parameter names)."""
+    """Our layer with the peer's weights (the peers use the design texts' parameter names)."""
     cls = MHAStyleAttention if peer == "mha" else SpaceTimeAttention
     dim, heads = SHAPE[4], SHAPE[5]
     case = Case({"impl": "layer", "pattern": name, "backend": "sdpa", "shape": SHAPE, "options": OPTS})

@@ -126,7 +126,7 @@ def test_folder_dataset_errors(tmp_path):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="variant must be one of"):
         ClassifyConfig(variant="full")
-    with pytest.raises(ValueError, match="frames must be an int >= 1"):
+    with pytest.raises(ValueError, match="frames must be a positive int; got 0"):
         ClassifyConfig(frames=0)
     with pytest.raises(SystemExit):
         main(["classify", "train", "--variant", "full"])

@@ -95,7 +95,7 @@ def test_factorized_000_text_shapes():
     assert module(x).shape == x.shape
 
 
-def test_seed_classes_are_front_doors_over_the_general_api():
+def test_text_classes_are_front_doors_over_the_general_api():
     assert isinstance(spacetime.SpatioTemporalWindowAttention(8, 2, (2, 2, 2)), spacetime.SpaceTimeAttention)
     assert isinstance(spacetime.SpatialAttentionBlock(8).attn, spacetime.SpaceTimeAttention)
     assert isinstance(spacetime.FactorizedSpatioTemporalAttention(8, 2), spacetime.FactorizedAttention)
@@ -113,7 +113,7 @@ def test_seed_classes_are_front_doors_over_the_general_api():
         (lambda: spacetime.MiniSpaceTimeTransformer(4, 2), torch.randn(2, 3, 4), r"\(B, T, N, D\)"),
     ],
 )
-def test_seed_bad_input(make, x, message):
+def test_text_class_bad_input(make, x, message):
     with pytest.raises(ValueError, match=message):
         make()(x)
 
@@ -126,6 +126,6 @@ def test_seed_bad_input(make, x, message):
         (lambda: spacetime.SpatialAttentionBlock(10, 4), "dim=10, num_heads=4"),
     ],
 )
-def test_seed_bad_arguments(make, message):
+def test_text_class_bad_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()

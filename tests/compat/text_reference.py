@@ -1,4 +1,4 @@
-"""Independent reference implementations of the seed texts' classes (SEED_API.md semantics).
+"""Independent reference implementations of the design texts' classes (SEED_API.md semantics).
 
 Written plainly, with explicit loops or ``nn.MultiheadAttention``, to produce state_dicts
 with the texts' keys and outputs to compare against. Slow by design; test-only.

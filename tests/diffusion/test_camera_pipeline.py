@@ -34,7 +34,7 @@ def test_camera_data_and_camera_models_go_together():
         TrainConfig(data="camera", model="small")
     with pytest.raises(ValueError, match="data='camera' and a camera-conditioned model go together"):
         TrainConfig(data="disks", model="camera")
-    with pytest.raises(ValueError, match="noise_shift must be a positive number"):
+    with pytest.raises(ValueError, match="noise_shift must be a number > 0; got 0"):
         TrainConfig(noise_shift=0)
     assert TrainConfig(data="camera", model="camera").unet_config().camera == "world"
 

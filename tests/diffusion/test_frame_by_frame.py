@@ -8,10 +8,11 @@ import torch
 from torch import nn
 
 from spacetime.cli import main
-from spacetime.diffusion.commands import DEMO_CONFIG
+from spacetime.diffusion.config import DEMO_CONFIG
 from spacetime.diffusion.config import TrainConfig
 from spacetime.diffusion.sample import sample_videos
-from spacetime.diffusion.train import clip_end_weights, copy_blend, given_prefix, load_model, next_frame_clips, train
+from spacetime.diffusion.objective import blend_last_frame, clip_end_weights, given_prefix, next_frame_clips
+from spacetime.diffusion.train import load_model, train
 from spacetime.models.video_unet import VideoUNet, VideoUNetConfig
 
 
@@ -75,16 +76,16 @@ def test_given_prefix_gives_the_context_clean_and_weights_only_the_rest():
     assert weight[:, :, :3].eq(0).all() and weight[:, :, 3].eq(1).all()
 
 
-def test_copy_blend_mixes_the_last_frame_with_the_one_before_in_a_fraction_of_clips():
+def test_blend_last_frame_mixes_the_last_frame_with_the_one_before_in_a_fraction_of_clips():
     clips = torch.rand(400, 1, 3, 2, 2)
-    out = copy_blend(clips, 0.5, torch.Generator().manual_seed(0))
+    out = blend_last_frame(clips, 0.5, torch.Generator().manual_seed(0))
     assert torch.equal(out[:, :, :2], clips[:, :, :2])
     last, prev, made = clips[:, 0, 2], clips[:, 0, 1], out[:, 0, 2]
     lam = ((made - prev) * (last - prev)).sum((1, 2)) / ((last - prev) ** 2).sum((1, 2))
     torch.testing.assert_close(made, lam[:, None, None] * last + (1 - lam[:, None, None]) * prev)
     blended = (lam < 1 - 1e-5)
     assert 0.4 < blended.float().mean() < 0.6 and lam.min() >= 0
-    assert torch.equal(copy_blend(clips, 0.0), clips)
+    assert torch.equal(blend_last_frame(clips, 0.0), clips)
     with pytest.raises(ValueError, match="copy_blend=0.5 blends a next frame with the one before it: it needs "
                                          "context_frames >= 1 and prediction='sample'"):
         TrainConfig(model="tiny", copy_blend=0.5)
@@ -96,7 +97,7 @@ def test_move_blend_mixes_the_frame_with_a_moved_copy_of_the_one_before_the_fram
     from spacetime.ops.motion import shift_offsets, shifted_copies
 
     clips = torch.rand(300, 1, 3, 6, 6)
-    out = copy_blend(clips, 0.25, torch.Generator().manual_seed(0), moved=0.5, radius=1, fill=-1.0)
+    out = blend_last_frame(clips, 0.25, torch.Generator().manual_seed(0), moved=0.5, radius=1, fill=-1.0)
     assert torch.equal(out[:, :, :2], clips[:, :, :2])
     last, made = clips[:, 0, 2], out[:, 0, 2]
     partners = torch.cat([clips[:, 0, 1:2], shifted_copies(clips[:, 0, 1], 1, fill=-1.0)], 1)  # (b, 1 + 9, h, w)
@@ -117,10 +118,10 @@ def test_move_blend_mixes_the_frame_with_a_moved_copy_of_the_one_before_the_fram
             kinds.append("moved")
     share = {k: kinds.count(k) / len(kinds) for k in ("clean", "copy", "moved")}
     assert 0.15 < share["copy"] < 0.35 and 0.4 < share["moved"] < 0.6 and 0.15 < share["clean"] < 0.35
-    same = copy_blend(clips, 0.5, torch.Generator().manual_seed(3))  # moved=0: the copy blend as it was
-    assert torch.equal(same, copy_blend(clips, 0.5, torch.Generator().manual_seed(3), moved=0.0, radius=2))
+    same = blend_last_frame(clips, 0.5, torch.Generator().manual_seed(3))  # moved=0: the copy blend as it was
+    assert torch.equal(same, blend_last_frame(clips, 0.5, torch.Generator().manual_seed(3), moved=0.0, radius=2))
     with pytest.raises(ValueError, match="radius must be an int >= 1 when moved > 0"):
-        copy_blend(clips, 0.0, moved=0.5)
+        blend_last_frame(clips, 0.0, moved=0.5)
     motion = {"model_overrides": {"motion_head": 2}, "prediction": "sample"}
     with pytest.raises(ValueError, match=r"move_blend must be a fraction in \[0, 1 - copy_blend=0.5\]; got 0.75"):
         TrainConfig(model="tiny", context_frames=2, copy_blend=0.5, move_blend=0.75, **motion)
@@ -217,7 +218,7 @@ def test_motion_head_model_predicts_the_clean_frame_trains_and_samples(tmp_path)
     with pytest.raises(ValueError, match="motion_temperature must be a number > 0 .*got -1"):
         sample_videos(model, (1, 4, 16, 16), 2, **kw, motion_temperature=-1)
     plain = VideoUNet.from_preset("tiny", known_frames=True)
-    with pytest.raises(ValueError, match="motion_temperature=0.5 needs a model with a motion head"):
+    with pytest.raises(ValueError, match="motion_temperature=0.5 scales a motion head's choice: this VideoUNet has none"):
         sample_videos(plain, (1, 4, 16, 16), 2, **kw, motion_temperature=0.5)
     with pytest.raises(ValueError, match="motion_temperature=0.5 scales a motion head's choice: set model_overrides"):
         TrainConfig(model="tiny", context_frames=2, prediction="sample", motion_temperature=0.5)

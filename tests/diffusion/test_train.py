@@ -180,7 +180,7 @@ def test_num_videos_fixes_the_training_set():
 
 
 def test_time_decay_ends_the_learning_rate_at_the_time_limit_or_the_last_step():
-    from spacetime.diffusion.train import _lr
+    from spacetime.diffusion.train import learning_rate as _lr
 
     cfg = TrainConfig(**TINY, steps=1000, lr=1e-3, lr_decay="time", time_limit=10.0)
     by_steps = TrainConfig(**TINY, steps=1000, lr=1e-3, time_limit=10.0)

@@ -12,7 +12,7 @@ PATTERNS = [Spatial(), Temporal(), Temporal(causal=True), Temporal(window=1), Jo
 
 
 def video_modules():
-    """(id, factory, input shape) for every public video module and seed class."""
+    """(id, factory, input shape) for every public video module and design-text class."""
     cases = []
     for p in PATTERNS:
         cases.append((f"SpaceTimeAttention-{p}", lambda p=p: spacetime.SpaceTimeAttention(16, 2, p, layout="bcthw"),

@@ -199,7 +199,7 @@ def test_motion_temperature_divides_the_head_logits():
         out = model(x, t, motion_temperature=temperature)
         torch.testing.assert_close(out[0, 0, 1], mix(temperature))
     assert torch.equal(model(x, t), model(x, t, motion_temperature=1.0))
-    with pytest.raises(ValueError, match="motion_temperature must be a number > 0; got 0"):
+    with pytest.raises(ValueError, match=r"motion_temperature must be a number > 0 \(1: as trained\); got 0"):
         model(x, t, motion_temperature=0)
     with pytest.raises(ValueError, match="motion_temperature=0.5 scales a motion head's choice: this VideoUNet has "
                                          "none"):

@@ -146,7 +146,7 @@ def test_window_clips_to_short_axes_and_drops_their_shift():
         (lambda: Window((2, 4, 4), shift=(2, 0, 0)), "shift"),
         (lambda: Window((2, 4, 4), shift=(0, -1, 0)), "shift"),
         (lambda: Temporal(window=-1), "window"),
-        (lambda: CrossFrame(-2), "k "),
+        (lambda: CrossFrame(-2), "window must be an int >= 0"),
     ],
 )
 def test_bad_pattern_arguments(make, message):

@@ -9,7 +9,7 @@ A spec is a dict::
      "options": {"window": [wt, wh, ww], "shift": [st, sh, sw], "local": k, "cross": k}}
 
 ``layer`` is spacetime's attention layer (qkv projection, pattern, output projection) and
-``op`` the pattern alone on ``(b, t, h, w, heads, d)`` q/k/v. The peers are the seed texts'
+``op`` the pattern alone on ``(b, t, h, w, heads, d)`` q/k/v. The peers are the design texts'
 approaches on the same groupings: ``mha`` (``nn.MultiheadAttention``, called as the texts call
 it), ``explicit`` (text 004's explicit ``softmax(q k^T) v``) and, when installed, ``diffusers``
 (the ``Attention`` module its temporal transformer uses).
@@ -91,7 +91,7 @@ def _frame_mask(pattern: Pattern, t: int) -> Tensor | None:
     keep = torch.ones(t, t, dtype=torch.bool)
     if pattern.causal:
         keep = keep.tril()
-    band = pattern.frame_mask(t)
+    band = pattern.band_mask(t)
     return keep if band is None else keep & band
 
 

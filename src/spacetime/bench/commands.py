@@ -168,7 +168,7 @@ def _register_bench(subparsers) -> None:
                    help="attention backends by name (default: every available one, now "
                         f"{' '.join(available_backends())})")
     p.add_argument("--peers", nargs="*", choices=PEERS, default=None,
-                   help=f"the seed texts' approaches to run on the same shapes (default: installed ones, now "
+                   help=f"the design texts' approaches to run on the same shapes (default: installed ones, now "
                         f"{' '.join(available_peers())}); give none to skip")
     p.add_argument("--level", choices=("layer", "op"), default="layer",
                    help="layer: attention layer with qkv/output projections; op: the pattern alone on q/k/v")

@@ -178,8 +178,8 @@ def attention_pairs(pattern: Pattern | Sequence[Pattern], t: int, h: int, w: int
         n = t * hw
         return Pairs(n * n, n * n)
     if isinstance(pattern, CrossFrame):
-        span = 2 * min(pattern.k, t - 1) + 1
-        return Pairs(hw * hw * _band_sum(t, pattern.k, False), t * hw * span * hw)
+        span = 2 * min(pattern.window, t - 1) + 1
+        return Pairs(hw * hw * _band_sum(t, pattern.window, False), t * hw * span * hw)
     if isinstance(pattern, Window):
         size, shift = pattern.effective(t, h, w)
         useful, windows = 1, 1
@@ -218,7 +218,7 @@ def _sequences(pattern: Pattern, shape: VideoShape) -> tuple[int, int, int, int]
     if isinstance(pattern, Joint):
         return b, t * h * w, t * h * w, 0
     if isinstance(pattern, CrossFrame):
-        span = 2 * min(pattern.k, t - 1) + 1
+        span = 2 * min(pattern.window, t - 1) + 1
         return b * t, h * w, span * h * w, (b * t * span * h * w if span > 1 else 0)
     if isinstance(pattern, Window):
         size, shift = pattern.effective(t, h, w)

@@ -87,12 +87,9 @@ class DiskDetector:
         self.center = np.array([cols.mean(), rows.mean()])  # centroid (x, y) within the stamp
         self.limit = size - digit_size  # walls at top-left coordinate 0 and limit
 
-    def locate(self, frame: np.ndarray) -> tuple[np.ndarray | None, str]:
-        """Top-left ``(x, y)`` of the one disk in ``frame``, or ``None`` and why there is none."""
-        return self.locate_all(np.asarray(frame)[None])[0]
-
     def locate_all(self, frames: np.ndarray) -> list[tuple[np.ndarray | None, str]]:
-        """:meth:`locate` for every frame of an ``(F, H, W)`` stack (labelled all at once)."""
+        """Per frame of an ``(F, H, W)`` stack (labelled all at once), the top-left ``(x, y)`` of its one disk,
+        or ``None`` and why there is none."""
         labels = _label(_fill_holes(frames > 0.5))
         width = frames.shape[2]
         found = []

@@ -1,19 +1,29 @@
-"""Sampling with diffusers schedulers, and writing samples as GIF, MP4, a PNG grid and ``.npy``."""
+"""Sampling with diffusers schedulers, and writing samples as GIF, MP4, a PNG grid and ``.npy``.
+
+:func:`sample_videos` samples any model; :func:`sample_checkpoint` samples a trained checkpoint the
+way its run's config says (what ``spacetime sample`` and ``spacetime demo`` do).
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..io.files import atomic_write_bytes
+from ..checks import int_in, number_in, positive_int
+from ..io.checkpoint import CheckpointError, latest_checkpoint, step_checkpoints
+from ..io.files import atomic_write_npy, atomic_write_text
 from ..io.video import write_gif, write_grid_png, write_mp4
+from .config import TrainConfig
 from .schedules import make_scheduler, predicted_x0
+from .train import load_model
 
-__all__ = ["sample_videos", "save_samples"]
+__all__ = ["sample_videos", "save_samples", "sample_checkpoint"]
 
 
 @torch.no_grad()
@@ -38,40 +48,18 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
     ``out + guidance * (out - guide_out)``. Where the weak model still blurs the choices apart
     (two speeds, a move or a pause), the difference points to the sharper answer.
 
-    ``motion_temperature`` (a model with a motion head): its per-pixel choice of move is made with the
-    logits divided by this; below 1 each step leans on the likeliest move, so a frame is drawn from
-    the motion the model favours rather than from the average of the ones it still allows.
+    ``motion_temperature`` (a model with a motion head, which checks it): its per-pixel choice of move
+    is made with the logits divided by this; below 1 each step leans on the likeliest move, so a frame
+    is drawn from the motion the model favours rather than from the average of the ones it still allows.
     """
     from tqdm import tqdm
 
-    if num_videos < 1 or steps < 1 or batch_size < 1:
-        raise ValueError(f"num_videos, steps and batch_size must be >= 1; got {num_videos}, {steps}, {batch_size}")
+    for name, value in (("num_videos", num_videos), ("steps", steps), ("batch_size", batch_size)):
+        positive_int(name, value)
     if len(shape) != 4:
         raise ValueError(f"shape must be (C, T, H, W); got {shape!r}")
-    if cameras is not None:
-        if not isinstance(cameras, Tensor) or cameras.ndim not in (2, 3):
-            got = tuple(cameras.shape) if isinstance(cameras, Tensor) else type(cameras).__name__
-            raise ValueError(f"cameras must have shape (T, 6) or (N, T, 6); got {got}")
-        if cameras.ndim == 2:
-            cameras = cameras.expand(num_videos, *cameras.shape)
-        if cameras.shape[0] != num_videos or cameras.shape[1] != shape[1]:
-            raise ValueError(f"cameras must hold N={num_videos} paths of T={shape[1]} frames; got shape "
-                             f"{tuple(cameras.shape)}")
-    next_frame = bool(getattr(model.config, "known_frames", False))
-    if isinstance(context, bool) or not isinstance(context, int) or not 0 <= context < shape[1]:
-        raise ValueError(f"context must be an int in [0, T={shape[1]}); got {context!r}")
-    if next_frame != (context > 0):
-        raise ValueError(f"context={context}: a next-frame model (config.known_frames=True) is sampled with its "
-                         f"training context_frames >= 1, any other model with context=0; this model has "
-                         f"known_frames={next_frame}")
-    if context and cameras is not None:
-        raise ValueError("cameras: a next-frame model (context > 0) takes no cameras yet")
-    if isinstance(motion_temperature, bool) or not isinstance(motion_temperature, (int, float)) \
-            or not motion_temperature > 0:
-        raise ValueError(f"motion_temperature must be a number > 0 (1: as trained); got {motion_temperature!r}")
-    if motion_temperature != 1 and not getattr(model.config, "motion_head", 0):
-        raise ValueError(f"motion_temperature={motion_temperature} needs a model with a motion head "
-                         f"(config.motion_head > 0)")
+    cameras = _check_cameras(cameras, num_videos, shape[1])
+    next_frame = _check_context(model, context, shape[1], cameras)
     first = _given_frames(given, shape, num_videos, context)
     model = _guided(model, guide, guidance)
     scheduler = make_scheduler(sampler, num_train_timesteps=timesteps, schedule=schedule, prediction_type=prediction,
@@ -92,17 +80,54 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
             if not next_frame:
                 noise = torch.randn((n, *shape), generator=gen) * _init_sigma(scheduler, steps)
                 out.append(_denoise(model, scheduler, steps, noise, None, None, extra, prediction, gen, bar))
-                continue
-            black = torch.full((n, shape[0], context, *shape[2:]), -1.0)
-            made = torch.cat([black, first[start:start + n] * 2 - 1], dim=2)
-            known = (torch.arange(context + 1) < context).expand(n, -1)
-            for _ in range(rounds):  # a clip of the last `context` frames and the next one
-                clip = torch.cat([made[:, :, -context:], made.new_zeros(n, shape[0], 1, *shape[2:])], dim=2)
-                noise = torch.randn(clip.shape, generator=gen) * _init_sigma(scheduler, steps)
-                clip = _denoise(model, scheduler, steps, noise, clip, known, extra, prediction, gen, bar)
-                made = torch.cat([made, clip[:, :, -1:]], dim=2)
-            out.append(made[:, :, context:])
+            else:
+                black = torch.full((n, shape[0], context, *shape[2:]), -1.0)
+                made = torch.cat([black, first[start:start + n] * 2 - 1], dim=2)
+                out.append(_frame_by_frame(model, scheduler, steps, made, rounds, context, extra, prediction, gen,
+                                           bar))
     return ((torch.cat(out) + 1) / 2).clamp(0, 1)
+
+
+def _frame_by_frame(model, scheduler, steps: int, made: Tensor, rounds: int, context: int, extra: dict,
+                    prediction: str, gen: torch.Generator, bar) -> Tensor:
+    """A next-frame model's videos: ``rounds`` more frames after ``made`` ``(n, c, k, h, w)``, each denoised from
+    a clip of the ``context`` frames before it and a noisy one; returns the frames after the black lead-in."""
+    n, c = made.shape[:2]
+    known = (torch.arange(context + 1) < context).expand(n, -1)
+    for _ in range(rounds):  # a clip of the last `context` frames and the next one
+        clip = torch.cat([made[:, :, -context:], made.new_zeros(n, c, 1, *made.shape[3:])], dim=2)
+        noise = torch.randn(clip.shape, generator=gen) * _init_sigma(scheduler, steps)
+        clip = _denoise(model, scheduler, steps, noise, clip, known, extra, prediction, gen, bar)
+        made = torch.cat([made, clip[:, :, -1:]], dim=2)
+    return made[:, :, context:]
+
+
+def _check_cameras(cameras: Tensor | None, num_videos: int, frames: int) -> Tensor | None:
+    """``cameras`` as ``(N, T, 6)`` (one ``(T, 6)`` path is shared by every video), checked."""
+    if cameras is None:
+        return None
+    if not isinstance(cameras, Tensor) or cameras.ndim not in (2, 3):
+        got = tuple(cameras.shape) if isinstance(cameras, Tensor) else type(cameras).__name__
+        raise ValueError(f"cameras must have shape (T, 6) or (N, T, 6); got {got}")
+    if cameras.ndim == 2:
+        cameras = cameras.expand(num_videos, *cameras.shape)
+    if cameras.shape[0] != num_videos or cameras.shape[1] != frames:
+        raise ValueError(f"cameras must hold N={num_videos} paths of T={frames} frames; got shape "
+                         f"{tuple(cameras.shape)}")
+    return cameras
+
+
+def _check_context(model: nn.Module, context: int, frames: int, cameras: Tensor | None) -> bool:
+    """Whether ``model`` is a next-frame model, checked against the ``context`` it is sampled with."""
+    next_frame = bool(getattr(model.config, "known_frames", False))
+    int_in("context", context, 0, frames, high_label=f"T={frames}")
+    if next_frame != (context > 0):
+        raise ValueError(f"context={context}: a next-frame model (config.known_frames=True) is sampled with its "
+                         f"training context_frames >= 1, any other model with context=0; this model has "
+                         f"known_frames={next_frame}")
+    if context and cameras is not None:
+        raise ValueError("cameras: a next-frame model (context > 0) takes no cameras yet")
+    return next_frame
 
 
 class _Guided(nn.Module):
@@ -119,8 +144,7 @@ class _Guided(nn.Module):
 
 def _guided(model: nn.Module, guide: nn.Module | None, guidance: float) -> nn.Module:
     """``model``, or it guided by ``guide`` with weight ``guidance`` (checked)."""
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not guidance >= 0:
-        raise ValueError(f"guidance must be a number >= 0 (0: unguided); got {guidance!r}")
+    number_in("guidance", guidance, 0, note=" (0: none)")
     if guidance == 0:
         return model
     if guide is None:
@@ -195,11 +219,7 @@ def save_samples(videos: Tensor | np.ndarray, out_dir, fps: float = 6.0, mp4_sca
     if videos.ndim != 5 or videos.shape[1] not in (1, 3):
         raise ValueError(f"videos must be (N, C, T, H, W) with C in (1, 3); got shape {videos.shape}")
     out_dir = Path(out_dir)
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, videos)
-    paths = {"npy": atomic_write_bytes(out_dir / "samples.npy", buffer.getvalue())}
+    paths = {"npy": atomic_write_npy(out_dir / "samples.npy", videos)}
     frames = np.moveaxis(videos, 1, -1)  # (N, T, H, W, C)
     if frames.shape[-1] == 1:
         frames = frames[..., 0]
@@ -208,4 +228,79 @@ def save_samples(videos: Tensor | np.ndarray, out_dir, fps: float = 6.0, mp4_sca
     for i, video in enumerate(frames):
         paths["gif"].append(write_gif(out_dir / f"video_{i:03d}.gif", video, fps=fps))
         paths["mp4"].append(write_mp4(out_dir / f"video_{i:03d}.mp4", video, fps=fps, scale=mp4_scale))
+    return paths
+
+
+def guide_checkpoint(path: Path, step: int, fraction: float) -> Path:
+    """The run's saved checkpoint nearest ``fraction`` of ``step`` (and before it), for autoguidance."""
+    earlier = {s: p for s, p in step_checkpoints(path.parent).items() if s < step}
+    if not earlier:
+        raise CheckpointError(f"guidance: checkpoint {path} (step {step}) has no earlier checkpoint beside it to "
+                              f"guide with; give --guide CHECKPOINT or --guidance 0")
+    best = min(earlier, key=lambda s: abs(s - fraction * step))
+    return earlier[best]
+
+
+def _camera_request(spec, frames: int, num: int, speed: float, reverse: bool) -> Tensor:
+    """``(num, T, 6)`` cameras from a preset name or a JSON path, optionally reversed."""
+    from ..data.camera_pan import camera_path, cameras_from_positions, positions_from_cameras, reverse_positions
+
+    cams = camera_path(spec, frames, speed=speed)
+    if reverse:
+        cams = cameras_from_positions(reverse_positions(positions_from_cameras(cams)))
+    return cams.expand(num, *cams.shape).contiguous()
+
+
+def sample_checkpoint(checkpoint, out=None, *, num=None, sampler=None, steps=None, seed=0, weights="ema",
+                      batch_size=32, progress=None, camera_path=None, camera_speed=1.0, reverse_camera=False,
+                      guidance=None, guide=None, motion_temperature=None) -> dict:
+    """Sample a checkpoint the way its run's config says (what ``spacetime sample`` does); arguments left
+    ``None`` take the run's values. Returns ``{"videos": (N, C, T, H, W) in [0, 1], "paths", "config"}``: with
+    ``out``, the videos, grid, array and ``sample_config.json`` are written there (``paths``); without, nothing
+    is written and ``paths`` is empty."""
+    path, _ = latest_checkpoint(checkpoint)
+    model, meta = load_model(path, which=weights)
+    tc = TrainConfig.from_dict(meta["train_config"])
+    resolved = {"checkpoint": str(path), "weights": weights, "num": num or tc.num_samples,
+                "sampler": sampler or tc.sampler, "steps": steps or tc.sample_steps, "seed": seed,
+                "shape": [tc.channels, tc.frames, tc.size, tc.size], "timesteps": tc.timesteps,
+                "schedule": tc.schedule, "prediction": tc.prediction, "noise_shift": tc.noise_shift,
+                "context_frames": tc.context_frames,
+                "guidance": tc.guidance if guidance is None else guidance,
+                "motion_temperature": tc.motion_temperature if motion_temperature is None else motion_temperature}
+    guide_model = None
+    if resolved["guidance"]:
+        guide_path = Path(guide) if guide is not None else guide_checkpoint(path, meta["step"], tc.guide_at)
+        guide_model, guide_meta = load_model(guide_path, which=weights)
+        resolved.update(guide=str(guide_path), guide_step=guide_meta.get("step"))
+    cameras = None
+    if model.config.camera is not None:
+        if camera_path is None:
+            raise ValueError(f"checkpoint {path} is camera-conditioned: give --camera-path (a preset or a .json of "
+                             f"per-frame poses)")
+        cameras = _camera_request(camera_path, tc.frames, resolved["num"], camera_speed, reverse_camera)
+        resolved.update(camera_path=str(camera_path), camera_speed=camera_speed, reverse_camera=reverse_camera)
+    elif camera_path is not None:
+        raise ValueError(f"camera_path: checkpoint {path} has no camera conditioning; got {camera_path!r}")
+    start = time.perf_counter()
+    videos = sample_videos(model, tuple(resolved["shape"]), resolved["num"], sampler=resolved["sampler"],
+                           steps=resolved["steps"], timesteps=tc.timesteps, schedule=tc.schedule,
+                           prediction=tc.prediction, shift=tc.noise_shift, seed=seed, batch_size=batch_size,
+                           cameras=cameras, context=tc.context_frames, guide=guide_model,
+                           guidance=resolved["guidance"], motion_temperature=resolved["motion_temperature"],
+                           progress=progress)
+    resolved["seconds"] = round(time.perf_counter() - start, 2)
+    if out is None:
+        return {"videos": videos, "paths": {}, "config": resolved}
+    return {"videos": videos, "paths": _write_samples(videos, cameras, Path(out), resolved, meta), "config": resolved}
+
+
+def _write_samples(videos: Tensor, cameras: Tensor | None, out: Path, resolved: dict, meta: dict) -> dict:
+    """Write a checkpoint's samples (and the cameras they followed) with their resolved settings."""
+    sharpened = f", motion temperature {resolved['motion_temperature']:g}" if resolved["motion_temperature"] != 1 else ""
+    paths = save_samples(videos.numpy(), out, title=f"{resolved['sampler']}, {resolved['steps']} steps{sharpened}, "
+                                                     f"step {meta.get('step')} {resolved['weights']} weights")
+    if cameras is not None:
+        paths["cameras"] = atomic_write_npy(out / "cameras.npy", cameras.numpy())
+    atomic_write_text(out / "sample_config.json", json.dumps(resolved, indent=2) + "\n")
     return paths

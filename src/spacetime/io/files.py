@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_csv", "save_figure"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_csv", "atomic_write_npy", "save_figure"]
 
 
 def _umask() -> int:
@@ -81,3 +81,14 @@ def atomic_write_csv(path: str | os.PathLike, rows, fields) -> Path:
     writer.writeheader()
     writer.writerows(rows)
     return atomic_write_text(path, buffer.getvalue())
+
+
+def atomic_write_npy(path: str | os.PathLike, array) -> Path:
+    """Write an array (numpy, or anything ``np.asarray`` takes) as ``.npy`` atomically."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return atomic_write_bytes(path, buffer.getvalue())

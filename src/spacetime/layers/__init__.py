@@ -1,12 +1,12 @@
 """``nn.Module`` layers built on :mod:`spacetime.ops`."""
 
 from .attention import FactorizedAttention, MHAStyleAttention, SpaceTimeAttention, check_heads, resolve_pattern
-from .camera import CameraAttention, CameraCrossAttention, FourierCamera, PluckerInjection, RawCamera
-from .embeddings import PositionEmbedding, TubeletEmbedding
+from .camera import CameraAttention, FourierCamera, PluckerInjection, RawCamera
+from .embeddings import PositionEmbedding, SinusoidalTimeEmbed, TubeletEmbedding
 from .mlp import Mlp
 
 __all__ = [
     "FactorizedAttention", "MHAStyleAttention", "SpaceTimeAttention", "Mlp", "check_heads", "resolve_pattern",
-    "CameraAttention", "CameraCrossAttention", "FourierCamera", "PluckerInjection", "RawCamera",
-    "PositionEmbedding", "TubeletEmbedding",
+    "CameraAttention", "FourierCamera", "PluckerInjection", "RawCamera",
+    "PositionEmbedding", "TubeletEmbedding", "SinusoidalTimeEmbed",
 ]

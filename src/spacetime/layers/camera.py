@@ -6,8 +6,6 @@
     :class:`~spacetime.ops.patterns.Temporal` pattern over frames: own frame, all, causal,
     ``+-k``), and how a camera vector becomes tokens (``tokens``: :class:`RawCamera` or
     :class:`FourierCamera`).
-:class:`CameraCrossAttention`
-    the seed text 002's class (SEED_API.md): frame-local, one raw token per frame.
 :class:`PluckerInjection`
     per-pixel Plücker rays (:func:`spacetime.ops.camera.plucker_rays`) added to the features
     through a zero-initialised projection, as CameraCtrl does: a pretrained model starts unchanged.
@@ -15,8 +13,8 @@
 .. warning:: **The frame-local single-token trap.** With ``reach="own"`` and ``RawCamera``
    tokens each query sees exactly one key, so the softmax is identically 1: the output is
    ``proj(to_v(camera_t))``, the same for every pixel of frame ``t``, and ``to_q``/``to_k``
-   receive an exactly zero gradient. That is the seed's contract (:class:`CameraCrossAttention`
-   keeps it); it conditions a frame on its camera like an added per-frame bias. Choose
+   receive an exactly zero gradient. That is text 002's contract
+   (:class:`spacetime.compat.CameraCrossAttention` keeps it); it conditions a frame on its camera like an added per-frame bias. Choose
    ``tokens=FourierCamera()`` or a wider ``reach`` for an output that depends on the pixel.
    (The trap holds for any frame that sees a single token: with ``reach="causal"`` and raw
    tokens, frame 0 is constant over its pixels.)
@@ -37,12 +35,12 @@ from ..ops.layout import check_layout, check_video, from_channels_last, to_chann
 from ..ops.patterns import Temporal
 from .attention import check_heads
 
-__all__ = ["RawCamera", "FourierCamera", "CAMERA_REACH", "CameraAttention", "CameraCrossAttention", "PluckerInjection"]
+__all__ = ["RawCamera", "FourierCamera", "CAMERA_REACH", "CameraAttention", "PluckerInjection"]
 
 
 @dataclass(frozen=True)
 class RawCamera:
-    """One key/value token per frame: the camera vector itself (the seed's choice)."""
+    """One key/value token per frame: the camera vector itself (text 002's choice)."""
 
     def num_tokens(self, cam_dim: int) -> int:
         return 1
@@ -130,7 +128,7 @@ class CameraAttention(nn.Module):
         tokens: how a camera vector becomes keys/values: ``"raw"`` / :class:`RawCamera` (one
             token) or ``"fourier"`` / :class:`FourierCamera` (``D`` tokens).
         head_dim: per-head width, ``dim // num_heads`` by default.
-        qkv_bias: bias on ``to_q``, ``to_k``, ``to_v`` (off, as in the seed).
+        qkv_bias: bias on ``to_q``, ``to_k``, ``to_v`` (off, as in text 002).
         attn_drop, proj_drop: dropout on the attention weights and on the output (training only).
         layout: axis order of ``x`` and the output.
         backend: attention backend; ``None`` follows the global default.
@@ -208,21 +206,6 @@ class CameraAttention(nn.Module):
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, cam_dim={self.cam_dim}, num_heads={self.num_heads}, reach={self.reach}, "
                 f"tokens={self.tokens}, layout={self.layout!r}")
-
-
-class CameraCrossAttention(CameraAttention):
-    """Text 002: pixels of frame ``t`` attend to the camera vector of frame ``t`` (SEED_API.md).
-
-    ``forward(x, cam_features)``: ``x (B, T, C, H, W)``, ``cam_features (B, T, D_cam)`` ->
-    ``(B, T, C, H, W)``. Parameters ``to_q``, ``to_k``, ``to_v`` (no bias) and ``proj``; no
-    residual. One key per query makes the softmax identically 1: the output is
-    ``proj(to_v(cam_t))`` at every pixel of frame ``t`` and ``to_q``/``to_k`` get no gradient
-    (the contract; see :class:`CameraAttention` for the non-degenerate options).
-    """
-
-    def __init__(self, latent_dim: int, cam_dim: int, num_heads: int = 8):
-        super().__init__(latent_dim, cam_dim, num_heads, layout="btchw")
-        self.latent_dim = latent_dim
 
 
 class PluckerInjection(nn.Module):

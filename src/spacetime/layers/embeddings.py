@@ -7,6 +7,8 @@
     an additive encoding over one axis (time) or two (rows, columns): ``"learned"`` (a table
     resampled linearly when asked for another size) or ``"sinusoidal"`` (computed for any size).
     Rotary encodings are not added to tokens: see ``SpaceTimeAttention(rope=...)``.
+``SinusoidalTimeEmbed``
+    text 004's embedding of diffusion timesteps: sinusoids, then a two-layer GELU MLP.
 """
 
 from __future__ import annotations
@@ -14,20 +16,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..checks import int_tuple, one_of
 from ..ops.encodings import resample_table, sinusoidal_table
 from ..ops.layout import check_layout, check_video, to_channels_last
 
-__all__ = ["TubeletEmbedding", "PositionEmbedding", "POSITION_KINDS"]
+__all__ = ["TubeletEmbedding", "PositionEmbedding", "SinusoidalTimeEmbed", "POSITION_KINDS"]
 
 #: the kinds :class:`PositionEmbedding` builds
 POSITION_KINDS = ("learned", "sinusoidal")
-
-
-def _as_int_tuple(value, n: int, name: str) -> tuple[int, ...]:
-    value = (value,) * n if isinstance(value, int) else tuple(value)
-    if len(value) != n or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
-        raise ValueError(f"{name} must be an int or {n} ints, each >= 1; got {value!r}")
-    return value
 
 
 class TubeletEmbedding(nn.Module):
@@ -48,7 +44,7 @@ class TubeletEmbedding(nn.Module):
                  device=None, dtype=None):
         super().__init__()
         self.in_channels, self.dim = in_channels, dim
-        self.tubelet = _as_int_tuple(tubelet, 3, "tubelet")
+        self.tubelet = int_tuple("tubelet", tubelet, 3, axes="(tt, ph, pw)")
         self.layout = check_layout(layout)
         self.proj = nn.Conv3d(in_channels, dim, self.tubelet, stride=self.tubelet, device=device, dtype=dtype)
 
@@ -91,9 +87,8 @@ class PositionEmbedding(nn.Module):
 
     def __init__(self, dim: int, size, kind: str = "learned", *, base: float = 10000.0, device=None, dtype=None):
         super().__init__()
-        if kind not in POSITION_KINDS:
-            raise ValueError(f"kind must be one of {POSITION_KINDS}; got {kind!r}")
-        self.size = _as_int_tuple(size, 1 if isinstance(size, int) else len(tuple(size)), "size")
+        one_of("kind", kind, POSITION_KINDS)
+        self.size = int_tuple("size", size, 1 if isinstance(size, int) else len(tuple(size)))
         if len(self.size) not in (1, 2):
             raise ValueError(f"size must be T or (H, W); got {self.size}")
         if not isinstance(dim, int) or dim < 2 or (len(self.size) == 2 and kind == "sinusoidal" and dim % 4):
@@ -118,3 +113,24 @@ class PositionEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, size={self.size}, kind={self.kind!r}"
+
+
+class SinusoidalTimeEmbed(nn.Module):
+    """Text 004's timestep embedding: sinusoids of ``t`` then ``Linear(dim, 4 dim) -> GELU -> Linear(4 dim, dim)``.
+
+    ``forward(t)`` takes ``(B,)`` timesteps (ints or floats) and returns ``(B, dim)``.
+    Parameters ``mlp.0.*`` and ``mlp.2.*``.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        if not isinstance(dim, int) or dim < 2 or dim % 2:
+            raise ValueError(f"dim must be an even int >= 2; got {dim!r}")
+        self.dim = dim
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * 4), nn.GELU(), nn.Linear(dim * 4, dim))
+
+    def forward(self, t: Tensor) -> Tensor:
+        if not isinstance(t, Tensor) or t.ndim != 1:
+            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise ValueError(f"t must be a 1-D tensor of timesteps (B,); got {shape}")
+        return self.mlp(sinusoidal_table(t, self.dim))

@@ -10,7 +10,7 @@ __all__ = ["Mlp"]
 class Mlp(nn.Sequential):
     """``Linear(dim, hidden) -> GELU -> Linear(hidden, dim)``, acting on the last axis.
 
-    A ``Sequential`` so its parameters are ``0.*`` and ``2.*`` (the names the seed texts use);
+    A ``Sequential`` so its parameters are ``0.*`` and ``2.*`` (the names the design texts use);
     with ``drop > 0`` a dropout follows at index 3.
     """
 

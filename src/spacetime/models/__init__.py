@@ -1,7 +1,8 @@
-"""Whole networks: text 004's factorized U-Net and the configurable :class:`VideoUNet`."""
+"""Whole networks, each built from one config: ``VideoUNet(VideoUNetConfig(...))``,
+``VideoTransformer(VideoTransformerConfig(...))``, or ``Model.from_preset(name, **changes)``."""
 
-from .embeddings import SinusoidalTimeEmbed
-from .seed_unet import FactorizedVideoUNet
+from .base import Model
+from .classifier import VideoTransformer, VideoTransformerConfig
 from .video_unet import VideoUNet, VideoUNetConfig
 
-__all__ = ["SinusoidalTimeEmbed", "FactorizedVideoUNet", "VideoUNet", "VideoUNetConfig"]
+__all__ = ["Model", "VideoUNet", "VideoUNetConfig", "VideoTransformer", "VideoTransformerConfig"]

@@ -28,7 +28,6 @@ attention layer; with ``space_encoding="rope"`` rotary over time, rows and colum
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -36,49 +35,35 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from ..blocks.transformer import TransformerBlock
+from ..checks import int_tuple, number_in, one_of, positive_int
+from ..config import Config
 from ..layers.attention import check_heads
 from ..layers.embeddings import PositionEmbedding, TubeletEmbedding
 from ..layers.mlp import Mlp
 from ..ops.attention import attention
 from ..ops.layout import check_layout, check_video
 from ..ops.patterns import Joint, Spatial, Temporal, check_frame_mask
-from .configs import DictConfig
+from .base import Model
 
-__all__ = ["VideoTransformer", "VideoTransformerConfig", "ClassAttentionPool", "PRESETS", "VARIANTS",
-           "video_transformer"]
+__all__ = ["VideoTransformer", "VideoTransformerConfig", "ClassAttentionPool", "PRESETS", "VARIANTS"]
 
 VARIANTS = ("divided", "joint", "factorized_encoder", "space_only")
 TIME_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
 SPACE_ENCODINGS = ("learned", "sinusoidal", "rope")
 POOLS = ("cls", "mean")
 
-#: sizes by name; ``micro`` trains in minutes on a CPU, the others follow ViT/DeiT widths
-PRESETS: dict[str, dict] = {
-    "micro": {"dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0, "temporal_depth": 2},
-    "tiny": {"dim": 192, "depth": 12, "num_heads": 3, "temporal_depth": 4},
-    "small": {"dim": 384, "depth": 12, "num_heads": 6, "temporal_depth": 4},
-    "base": {"dim": 768, "depth": 12, "num_heads": 12, "temporal_depth": 4},
-}
-
-
-def _pair(value, name: str) -> tuple[int, int]:
-    value = (value, value) if isinstance(value, int) else tuple(value)
-    if len(value) != 2 or not all(isinstance(v, int) and v >= 1 for v in value):
-        raise ValueError(f"{name} must be an int or (H, W), each >= 1; got {value!r}")
-    return value  # type: ignore[return-value]
-
 
 @dataclass
-class VideoTransformerConfig(DictConfig):
+class VideoTransformerConfig(Config):
     """Everything that defines a :class:`VideoTransformer` (saved as JSON beside checkpoints).
 
     ``num_frames`` and ``image_size`` are the clip the model is built for: they size the learned
-    position tables, which are resampled for other sizes. ``time_encoding=None`` means
-    ``"learned"``, or ``"none"`` for ``space_only``. ``temporal_depth`` is the temporal encoder
-    of ``factorized_encoder``. ``rope_base`` is the longest rotary period (short clips and small
-    grids use the rotation better with a base near their length than with the LLM default 10000).
-    ``drop_path`` is the stochastic-depth rate of the last block
-    (linearly increasing from 0).
+    position tables, which are resampled for other sizes. ``time_encoding=None`` means the
+    variant's own: ``"learned"``, or ``"none"`` for ``space_only`` (:attr:`time_kind`).
+    ``temporal_depth`` is the temporal encoder of ``factorized_encoder``. ``rope_base`` is the
+    longest rotary period (short clips and small grids use the rotation better with a base near
+    their length than with the LLM default 10000). ``drop_path`` is the stochastic-depth rate of
+    the last block (linearly increasing from 0).
     """
 
     num_classes: int = 400
@@ -104,50 +89,55 @@ class VideoTransformerConfig(DictConfig):
     layout: str = "bcthw"
 
     def __post_init__(self):
-        self.image_size = _pair(self.image_size, "image_size")
-        tubelet = (self.tubelet,) * 3 if isinstance(self.tubelet, int) else tuple(self.tubelet)
-        if len(tubelet) != 3 or not all(isinstance(v, int) and v >= 1 for v in tubelet):
-            raise ValueError(f"tubelet must be an int or (tt, ph, pw), each >= 1; got {self.tubelet!r}")
-        self.tubelet = tubelet
-        clip = (self.num_frames, *self.image_size) if isinstance(self.num_frames, int) else None
-        if clip is not None and any(n < p for n, p in zip(clip, tubelet)):
-            raise ValueError(f"the clip (num_frames, H, W) = {clip} is shorter than the tubelet {tubelet} on some axis")
+        self.image_size = int_tuple("image_size", self.image_size, 2, axes="(H, W)")
+        self.tubelet = int_tuple("tubelet", self.tubelet, 3, axes="(tt, ph, pw)")
         for name in ("num_classes", "in_channels", "num_frames", "dim", "depth", "temporal_depth"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+            positive_int(name, getattr(self, name))
+        clip = (self.num_frames, *self.image_size)
+        if any(n < p for n, p in zip(clip, self.tubelet)):
+            raise ValueError(f"the clip (num_frames, H, W) = {clip} is shorter than the tubelet {self.tubelet} on "
+                             f"some axis")
         check_heads(self.dim, self.num_heads)
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}; got {self.variant!r}")
-        if self.time_encoding is None:
-            self.time_encoding = "none" if self.variant == "space_only" else "learned"
-        if self.time_encoding not in TIME_ENCODINGS:
-            raise ValueError(f"time_encoding must be one of {TIME_ENCODINGS}; got {self.time_encoding!r}")
-        if self.variant == "space_only" and self.time_encoding != "none":
+        one_of("variant", self.variant, VARIANTS)
+        one_of("time_encoding", self.time_encoding, TIME_ENCODINGS, none_ok=True)
+        one_of("space_encoding", self.space_encoding, SPACE_ENCODINGS)
+        one_of("pool", self.pool, POOLS)
+        for name in ("drop_path", "attn_drop", "head_drop"):
+            number_in(name, getattr(self, name), 0, 1, high_open=True)
+        check_layout(self.layout)
+        if self.variant == "space_only" and self.time_kind != "none":
             raise ValueError(
                 "variant 'space_only' treats the clip as an unordered set of frames and takes no time encoding; "
                 f"got time_encoding={self.time_encoding!r} (use 'none' or another variant)"
             )
-        if self.space_encoding not in SPACE_ENCODINGS:
-            raise ValueError(f"space_encoding must be one of {SPACE_ENCODINGS}; got {self.space_encoding!r}")
-        if self.space_encoding == "rope" and self.time_encoding != "rope":
+        if self.space_encoding == "rope" and self.time_kind != "rope":
             raise ValueError(
                 "space_encoding='rope' is 3-D rotary over (t, h, w) and needs time_encoding='rope'; "
                 f"got time_encoding={self.time_encoding!r}"
             )
-        if self.pool not in POOLS:
-            raise ValueError(f"pool must be one of {POOLS}; got {self.pool!r}")
-        for name in ("drop_path", "attn_drop", "head_drop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1); got {getattr(self, name)}")
-        check_layout(self.layout)
+
+    @property
+    def time_kind(self) -> str:
+        """The time encoding the model uses: ``time_encoding``, or the variant's own when that is ``None``."""
+        if self.time_encoding is not None:
+            return self.time_encoding
+        return "none" if self.variant == "space_only" else "learned"
 
     @property
     def rope(self) -> str | None:
         """The ``rope=`` of every attention layer."""
-        if self.time_encoding != "rope":
+        if self.time_kind != "rope":
             return None
         return "thw" if self.space_encoding == "rope" else "t"
+
+
+#: sizes by name; ``micro`` trains in minutes on a CPU, the others follow ViT/DeiT widths
+PRESETS: dict[str, VideoTransformerConfig] = {
+    "micro": VideoTransformerConfig(dim=64, depth=4, num_heads=4, mlp_ratio=2.0, temporal_depth=2),
+    "tiny": VideoTransformerConfig(dim=192, depth=12, num_heads=3, temporal_depth=4),
+    "small": VideoTransformerConfig(dim=384, depth=12, num_heads=6, temporal_depth=4),
+    "base": VideoTransformerConfig(dim=768, depth=12, num_heads=12, temporal_depth=4),
+}
 
 
 class ClassAttentionPool(nn.Module):
@@ -184,29 +174,29 @@ class ClassAttentionPool(nn.Module):
         return x + self.mlp(self.norm_mlp(x))
 
 
-class VideoTransformer(nn.Module):
+class VideoTransformer(Model):
     """A video classifier: tubelets -> space/time encodings -> transformer blocks -> CLS -> logits.
 
     ``model(x, frame_mask=None)``: ``x`` a video in ``config.layout`` (default ``(b, c, t, h, w)``),
     any number of frames that the tubelet divides; ``frame_mask`` bool ``(b, t)`` with ``True`` for
     real frames runs a batch of clips padded to one length (each tubelet must be all real or all
-    padding). Returns ``(b, num_classes)`` logits. Build with a config, keywords, or a preset:
+    padding). Returns ``(b, num_classes)`` logits. Build it from a config or a preset:
+    ``VideoTransformer(VideoTransformerConfig(...))``,
     ``VideoTransformer.from_preset("tiny", num_classes=10, variant="joint")``.
     """
 
-    def __init__(self, config: VideoTransformerConfig | None = None, **kwargs):
-        super().__init__()
-        if config is None:
-            config = VideoTransformerConfig(**kwargs)
-        elif kwargs:
-            config = dataclasses.replace(config, **kwargs)
-        self.config = c = config
+    config_class = VideoTransformerConfig
+    presets = PRESETS
+
+    def __init__(self, config: VideoTransformerConfig):
+        super().__init__(config)
+        c = config
         self.patch_embed = TubeletEmbedding(c.in_channels, c.dim, c.tubelet, layout=c.layout)
         grid = (c.image_size[0] // c.tubelet[1], c.image_size[1] // c.tubelet[2])
         self.space_embed = PositionEmbedding(c.dim, grid, c.space_encoding) if c.space_encoding != "rope" else None
         frames = max(1, c.num_frames // c.tubelet[0])
-        self.time_embed = (PositionEmbedding(c.dim, frames, c.time_encoding)
-                           if c.time_encoding in ("learned", "sinusoidal") else None)
+        self.time_embed = (PositionEmbedding(c.dim, frames, c.time_kind)
+                           if c.time_kind in ("learned", "sinusoidal") else None)
 
         rates = torch.linspace(0, c.drop_path, c.depth + (c.temporal_depth if c.variant == "factorized_encoder" else 0))
         common = {"mlp_ratio": c.mlp_ratio, "qkv_bias": c.qkv_bias, "qk_norm": c.qk_norm, "attn_drop": c.attn_drop,
@@ -229,13 +219,6 @@ class VideoTransformer(nn.Module):
         self.head_drop = nn.Dropout(c.head_drop)
         self.head = nn.Linear(c.dim, c.num_classes)
         self.apply(_init_weights)
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> VideoTransformer:
-        """A model of a preset size (:data:`PRESETS`), with any config field overridden."""
-        if name not in PRESETS:
-            raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {name!r}")
-        return cls(VideoTransformerConfig(**{**PRESETS[name], **overrides}))
 
     def token_mask(self, frame_mask: Tensor | None, b: int, t: int, device=None) -> Tensor | None:
         """``(b, t)`` frame mask -> ``(b, t // tt)`` mask of token frames (validated)."""
@@ -295,7 +278,3 @@ def _init_weights(module: nn.Module) -> None:
         if module.bias is not None:
             nn.init.zeros_(module.bias)
 
-
-def video_transformer(preset: str = "tiny", **overrides) -> VideoTransformer:
-    """Shorthand for :meth:`VideoTransformer.from_preset`."""
-    return VideoTransformer.from_preset(preset, **overrides)

@@ -52,7 +52,6 @@ vectors ``(B, T, 6) = (pitch, yaw, roll, tx, ty, tz)``, :mod:`spacetime.ops.came
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -60,16 +59,19 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..blocks.transformer import TransformerBlock
+from ..blocks.unet import CONV_KINDS, AttentionStage, ResBlock, group_count
+from ..checks import int_at_least, is_number, number_in, one_of, positive_int
+from ..config import Config
 from ..layers.camera import PluckerInjection
 from ..ops.camera import camera_to_world, check_cameras, intrinsics_from_fov, plucker_rays, relative_to_first
 from ..ops.encodings import ROPE_AXES, sinusoidal_table
 from ..ops.layout import check_video
 from ..ops.motion import shifted_copies
-from ..ops.patterns import PATTERNS, Spatial, Temporal
-from .configs import DictConfig
+from ..ops.patterns import PATTERNS
+from .base import Model
 
-__all__ = ["VideoUNetConfig", "VideoUNet", "PRESETS", "ATTENTION_CHOICES", "CAMERA_MODES"]
+__all__ = ["VideoUNetConfig", "VideoUNet", "PRESETS", "ATTENTION_CHOICES", "CAMERA_MODES",
+           "check_motion_temperature"]
 
 ATTENTION_CHOICES = ("factorized", *PATTERNS)
 #: how a VideoUNet takes cameras (see the module docstring); None: it takes none
@@ -77,7 +79,7 @@ CAMERA_MODES = ("world", "plucker")
 
 
 @dataclass
-class VideoUNetConfig(DictConfig):
+class VideoUNetConfig(Config):
     """Shape of a :class:`VideoUNet`. Lists have one entry per level (finest first)."""
 
     in_channels: int = 1
@@ -103,22 +105,20 @@ class VideoUNetConfig(DictConfig):
 
     def __post_init__(self):
         self.channels, self.attention = list(self.channels), list(self.attention)
-        if isinstance(self.pixel_stem, bool) or not isinstance(self.pixel_stem, int) or self.pixel_stem < 0:
-            raise ValueError(f"pixel_stem must be an int >= 0 (0: none); got {self.pixel_stem!r}")
-        if isinstance(self.motion_head, bool) or not isinstance(self.motion_head, int) or self.motion_head < 0:
-            raise ValueError(f"motion_head must be an int >= 0 (0: none); got {self.motion_head!r}")
-        if self.motion_fill is not None and (isinstance(self.motion_fill, bool)
-                                             or not isinstance(self.motion_fill, (int, float))):
-            raise ValueError(f"motion_fill must be None (repeat the edge pixel) or a number (the background); "
-                             f"got {self.motion_fill!r}")
-        if self.motion_fill is not None and not self.motion_head:
-            raise ValueError(f"motion_fill={self.motion_fill} fills a motion head's moved copies: set motion_head >= 1")
         for name in ("in_channels", "patch", "blocks", "head_dim", "temporal_kernel"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int; got {value!r}")
-        if self.conv not in ("2+1d", "3d"):
-            raise ValueError(f"conv must be '2+1d' or '3d'; got {self.conv!r}")
+            positive_int(name, getattr(self, name))
+        int_at_least("pixel_stem", self.pixel_stem, 0, note=" (0: none)")
+        int_at_least("motion_head", self.motion_head, 0, note=" (0: none)")
+        one_of("conv", self.conv, CONV_KINDS)
+        number_in("dropout", self.dropout, 0, 1, high_open=True)
+        one_of("rope", self.rope, ROPE_AXES, none_ok=True)
+        one_of("camera", self.camera, CAMERA_MODES, none_ok=True)
+        number_in("camera_pixels", self.camera_pixels, 0, low_open=True)
+        number_in("camera_fov", self.camera_fov, 0, 180, low_open=True, high_open=True, note=" degrees")
+        self._check_levels()
+        self._check_motion()
+
+    def _check_levels(self) -> None:
         if self.temporal_kernel % 2 == 0:
             raise ValueError(f"temporal_kernel must be odd (same-length output); got {self.temporal_kernel}")
         if not self.channels or any(not isinstance(c, int) or c < 8 or c % 8 for c in self.channels):
@@ -126,22 +126,19 @@ class VideoUNetConfig(DictConfig):
         if len(self.attention) != len(self.channels):
             raise ValueError(f"attention needs one entry per level ({len(self.channels)}); got {self.attention!r}")
         for a, c in zip(self.attention, self.channels):
-            if a is not None and a not in ATTENTION_CHOICES:
-                raise ValueError(f"attention entries must be None or one of {ATTENTION_CHOICES}; got {a!r}")
+            one_of("attention entries", a, ATTENTION_CHOICES, none_ok=True)
             if a is not None and c % self.head_dim:
                 raise ValueError(f"channels {c} of an attention level must be a multiple of head_dim={self.head_dim}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
-        if self.rope is not None and self.rope not in ROPE_AXES:
-            raise ValueError(f"rope must be None or one of {ROPE_AXES}; got {self.rope!r}")
-        if self.camera is not None and self.camera not in CAMERA_MODES:
-            raise ValueError(f"camera must be None or one of {CAMERA_MODES}; got {self.camera!r}")
         if self.camera == "world" and not any(self.attention):
             raise ValueError("camera='world' moves the positions of attention tokens: give at least one level "
                              f"attention; got attention={self.attention!r}")
-        if not self.camera_pixels > 0 or not 0 < self.camera_fov < 180:
-            raise ValueError(f"camera_pixels must be > 0 and camera_fov in (0, 180) degrees; got "
-                             f"camera_pixels={self.camera_pixels!r}, camera_fov={self.camera_fov!r}")
+
+    def _check_motion(self) -> None:
+        if self.motion_fill is not None and not is_number(self.motion_fill):
+            raise ValueError(f"motion_fill must be None (repeat the edge pixel) or a number (the background); "
+                             f"got {self.motion_fill!r}")
+        if self.motion_fill is not None and not self.motion_head:
+            raise ValueError(f"motion_fill={self.motion_fill} fills a motion head's moved copies: set motion_head >= 1")
 
     @property
     def downsample(self) -> int:
@@ -163,84 +160,12 @@ PRESETS: dict[str, VideoUNetConfig] = {
 }
 
 
-def _groups(c: int) -> int:
-    return min(32, c // 4)
-
-
-class SpaceTimeConv(nn.Sequential):
-    """On ``(b, c, t, h, w)``: a 3x3 conv within each frame, then a ``k``-tap conv across frames
-    (``kind="2+1d"``), or one ``k x 3 x 3`` conv (``"3d"``: filters oriented in space-time, motion
-    detectors, in one layer)."""
-
-    def __init__(self, c_in: int, c_out: int, temporal_kernel: int, kind: str = "2+1d"):
-        k = temporal_kernel
-        if kind == "3d":
-            super().__init__(nn.Conv3d(c_in, c_out, (k, 3, 3), padding=(k // 2, 1, 1)))
-        else:
-            super().__init__(nn.Conv3d(c_in, c_out, (1, 3, 3), padding=(0, 1, 1)),
-                             nn.Conv3d(c_out, c_out, (k, 1, 1), padding=(k // 2, 0, 0)))
-
-
-class ResBlock(nn.Module):
-    """Pre-activation residual block with the timestep embedding as a per-channel scale and shift."""
-
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, temporal_kernel: int, dropout: float, conv: str = "2+1d"):
-        super().__init__()
-        self.norm1 = nn.GroupNorm(_groups(c_in), c_in)
-        self.conv1 = SpaceTimeConv(c_in, c_out, temporal_kernel, conv)
-        self.emb = nn.Linear(emb_dim, 2 * c_out)
-        self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
-        self.drop = nn.Dropout(dropout)
-        self.conv2 = SpaceTimeConv(c_out, c_out, temporal_kernel, conv)
-        nn.init.zeros_(self.conv2[-1].weight), nn.init.zeros_(self.conv2[-1].bias)
-        self.skip = nn.Conv3d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.emb(emb)[:, :, None, None, None].chunk(2, dim=1)  # (b, c, 1, 1, 1) each
-        h = self.norm2(h) * (1 + scale) + shift
-        return self.skip(x) + self.conv2(self.drop(F.silu(h)))
-
-
-class AttentionStage(nn.Module):
-    """Positions (frame, row, column) added to the tokens, then a transformer block with the level's pattern."""
-
-    def __init__(self, dim: int, pattern: str, head_dim: int, mlp_ratio: float, rope: str | None = None):
-        super().__init__()
-        patterns = (Spatial(), Temporal()) if pattern == "factorized" else (PATTERNS[pattern](),)
-        self.pos_dim = 32
-        self.pos = nn.Linear(3 * self.pos_dim, dim)
-        nn.init.zeros_(self.pos.weight)
-        self.block = TransformerBlock(dim, dim // head_dim, patterns, mlp_ratio=mlp_ratio, rope=rope)
-
-    def positions(self, t: int, h: int, w: int, device) -> Tensor:
-        """``(t, h, w, dim)`` learned mix of sinusoidal features of each token's frame, row and column."""
-        return self.pos(self._features(self._grid(t, h, w, device)))
-
-    @staticmethod
-    def _grid(t: int, h: int, w: int, device) -> Tensor:
-        """``(t, h, w, 3)`` float (frame, row, column) of every token."""
-        axes = (torch.arange(n, device=device, dtype=torch.float32) for n in (t, h, w))
-        return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)
-
-    def _features(self, grid: Tensor) -> Tensor:
-        """``(..., 3)`` positions -> ``(..., 3 * pos_dim)`` sinusoidal features."""
-        flat = grid.reshape(-1, 3)
-        feats = [sinusoidal_table(flat[:, i], self.pos_dim, base=100.0) for i in range(3)]
-        return torch.cat(feats, -1).view(*grid.shape[:-1], -1)
-
-    def forward(self, x: Tensor, shift: Tensor | None = None) -> Tensor:
-        """``shift`` ``(b, t, 2)``: per-frame (row, column) offset of the scene, in fractions of the frame."""
-        b, _, t, h, w = x.shape
-        tokens = rearrange(x, "b c t h w -> b t h w c")
-        if shift is None:
-            out = self.block.forward_channels_last(tokens + self.positions(t, h, w, x.device))
-        else:  # tokens at their place in the scene: row + dy * h, column + dx * w
-            offset = torch.cat([shift.new_zeros(b, t, 1), shift * shift.new_tensor([h, w])], -1)
-            grid = self._grid(t, h, w, x.device) + offset[:, :, None, None, :]  # (b, t, h, w, 3)
-            rotary = grid if self.block.attn[0].attn.rope is not None else None
-            out = self.block.forward_channels_last(tokens + self.pos(self._features(grid)), positions=rotary)
-        return rearrange(out, "b t h w c -> b c t h w")
+def check_motion_temperature(value, motion_head: int, fix: str) -> float:
+    """A motion head's sampling temperature: a number > 0, and 1 unless there is a head (``fix`` says how)."""
+    number_in("motion_temperature", value, 0, low_open=True, note=" (1: as trained)")
+    if value != 1 and not motion_head:
+        raise ValueError(f"motion_temperature={value} scales a motion head's choice: {fix}")
+    return value
 
 
 class Level(nn.Module):
@@ -299,16 +224,15 @@ class _Camera:
         return self._rays[(h, w)]
 
 
-class VideoUNet(nn.Module):
+class VideoUNet(Model):
     """The default denoiser of the diffusion pipeline (see the module docstring and :class:`VideoUNetConfig`)."""
 
-    def __init__(self, config: VideoUNetConfig | None = None):
-        super().__init__()
-        cfg = config if config is not None else VideoUNetConfig()
-        if not isinstance(cfg, VideoUNetConfig):
-            raise TypeError(f"config must be a VideoUNetConfig; got {type(cfg).__name__}")
-        self.config = cfg
-        ch = cfg.channels
+    config_class = VideoUNetConfig
+    presets = PRESETS
+
+    def __init__(self, config: VideoUNetConfig):
+        super().__init__(config)
+        cfg, ch = config, config.channels
         emb_dim = 4 * ch[0]
         self.time_mlp = nn.Sequential(nn.Linear(ch[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         # pixel_stem: filters over 3 frames x 5 x 5 pixels see motion of up to 2 px/frame before the fold
@@ -331,7 +255,7 @@ class VideoUNet(nn.Module):
             self.up.append(Level(c_below + ch[i], ch[i], cfg.blocks, emb_dim, cfg, cfg.attention[i]))
             if i > 0:
                 self.upsample.append(nn.Conv3d(ch[i], ch[i], (1, 3, 3), padding=(0, 1, 1)))
-        self.out_norm = nn.GroupNorm(_groups(ch[0]), ch[0])
+        self.out_norm = nn.GroupNorm(group_count(ch[0]), ch[0])
         self.out = nn.Conv3d(ch[0], cfg.in_channels * cfg.patch**2, (1, 3, 3), padding=(0, 1, 1))
         nn.init.zeros_(self.out.weight), nn.init.zeros_(self.out.bias)
         # the motion head's mixing logits: one per shift and one for the drawn image, per pixel (a 1x1 conv:
@@ -341,13 +265,6 @@ class VideoUNet(nn.Module):
         if self.mix is not None:
             nn.init.zeros_(self.mix.weight), nn.init.zeros_(self.mix.bias)
 
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> VideoUNet:
-        """A model from :data:`PRESETS` with optional field overrides: ``from_preset("small", in_channels=3)``."""
-        if name not in PRESETS:
-            raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {name!r}")
-        return cls(dataclasses.replace(PRESETS[name], **overrides))
-
     def forward(self, x: Tensor, t: Tensor, cameras: Tensor | None = None, x_self: Tensor | None = None,
                 known: Tensor | None = None, motion_temperature: float = 1.0) -> Tensor:
         """``x (B, C, T, H, W)``, timesteps ``t (B,)``, for a camera model ``cameras (B, T, 6)``, for a
@@ -356,14 +273,34 @@ class VideoUNet(nn.Module):
         clean (``None``: none; the others hold noise at ``t``). ``motion_temperature`` (a motion head's,
         for sampling) divides the head's logits: below 1 each pixel leans harder on its likeliest move."""
         cfg = self.config
-        if isinstance(motion_temperature, bool) or not isinstance(motion_temperature, (int, float)) \
-                or not motion_temperature > 0:
-            raise ValueError(f"motion_temperature must be a number > 0; got {motion_temperature!r}")
-        if motion_temperature != 1 and not cfg.motion_head:
-            raise ValueError(f"motion_temperature={motion_temperature} scales a motion head's choice: this VideoUNet "
-                             f"has none (config.motion_head=0)")
+        check_motion_temperature(motion_temperature, cfg.motion_head,
+                                 "this VideoUNet has none (config.motion_head=0)")
         b, frames, h, w = check_video(x, "bcthw", cfg.in_channels)
-        frames_in = x
+        if h % cfg.downsample or w % cfg.downsample:
+            raise ValueError(f"x needs H and W divisible by {cfg.downsample} (patch {cfg.patch}, {len(cfg.channels)} "
+                             f"levels); got H={h}, W={w}")
+        inputs = self._inputs(x, x_self, known)
+        camera = self._cameras(cameras, b, frames, h, w, x.device)
+        features = self._backbone(inputs, self.time_mlp(sinusoidal_table(self._timesteps(t, b, x.device),
+                                                                         cfg.channels[0])), camera)
+        p = cfg.patch
+        image = rearrange(self.out(features), "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
+        if self.mix is None:
+            return image
+        logits = rearrange(self.mix(features), "b (k p1 p2) t h w -> b k t (h p1) (w p2)", p1=p, p2=p)
+        return self._motion_mix(logits / motion_temperature, image, x)
+
+    def _inputs(self, x: Tensor, x_self: Tensor | None, known: Tensor | None) -> Tensor:
+        """``x`` with the channels the config adds: the self-conditioning estimate, then the known-frame flag."""
+        cfg = self.config
+        b, _, frames, h, w = x.shape
+        parts = [x]
+        if cfg.self_condition:
+            if x_self is not None and x_self.shape != x.shape:
+                raise ValueError(f"x_self must have the shape of x {tuple(x.shape)}; got {tuple(x_self.shape)}")
+            parts.append(torch.zeros_like(x) if x_self is None else x_self.to(x.dtype))
+        elif x_self is not None:
+            raise ValueError("x_self was given but this VideoUNet is not self-conditioned (config.self_condition=False)")
         if cfg.known_frames:
             if known is None:
                 known = torch.zeros(b, frames, dtype=torch.bool, device=x.device)
@@ -371,40 +308,39 @@ class VideoUNet(nn.Module):
                 got = f"{known.dtype} {tuple(known.shape)}" if isinstance(known, Tensor) else type(known).__name__
                 raise ValueError(f"known must be a bool (B, T) = ({b}, {frames}) mask of the frames given clean; "
                                  f"got {got}")
-            flag = known.to(device=x.device, dtype=x.dtype)[:, None, :, None, None].expand(b, 1, frames, h, w)
+            parts.append(known.to(device=x.device, dtype=x.dtype)[:, None, :, None, None].expand(b, 1, frames, h, w))
         elif known is not None:
             raise ValueError("known was given but this VideoUNet takes no known frames (config.known_frames=False)")
-        if cfg.self_condition:
-            if x_self is not None and x_self.shape != x.shape:
-                raise ValueError(f"x_self must have the shape of x {tuple(x.shape)}; got {tuple(x_self.shape)}")
-            x = torch.cat([x, torch.zeros_like(x) if x_self is None else x_self.to(x.dtype)], dim=1)
-        elif x_self is not None:
-            raise ValueError("x_self was given but this VideoUNet is not self-conditioned (config.self_condition=False)")
-        if cfg.known_frames:
-            x = torch.cat([x, flag], dim=1)
-        camera = None
-        if cfg.camera is None and cameras is not None:
-            raise ValueError("cameras were given but this VideoUNet has no camera conditioning (config.camera=None)")
-        if cfg.camera is not None:
-            if cameras is None:
-                raise ValueError(f"this VideoUNet is camera-conditioned (camera={cfg.camera!r}): pass cameras "
-                                 f"(B, T, 6) = (pitch, yaw, roll, tx, ty, tz)")
-            check_cameras(cameras, "cameras", trailing=(6,), batch=b, frames=frames)
-            camera = _Camera(cfg, cameras.to(x.device, torch.float32), h, w)
-        if h % cfg.downsample or w % cfg.downsample:
-            raise ValueError(f"x needs H and W divisible by {cfg.downsample} (patch {cfg.patch}, {len(cfg.channels)} "
-                             f"levels); got H={h}, W={w}")
-        t = torch.as_tensor(t, device=x.device)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else x
+
+    def _cameras(self, cameras: Tensor | None, b: int, frames: int, h: int, w: int, device) -> _Camera | None:
+        """The checked cameras of a camera model (``None`` for any other)."""
+        mode = self.config.camera
+        if mode is None:
+            if cameras is not None:
+                raise ValueError("cameras were given but this VideoUNet has no camera conditioning (config.camera=None)")
+            return None
+        if cameras is None:
+            raise ValueError(f"this VideoUNet is camera-conditioned (camera={mode!r}): pass cameras "
+                             f"(B, T, 6) = (pitch, yaw, roll, tx, ty, tz)")
+        check_cameras(cameras, "cameras", trailing=(6,), batch=b, frames=frames)
+        return _Camera(self.config, cameras.to(device, torch.float32), h, w)
+
+    @staticmethod
+    def _timesteps(t, b: int, device) -> Tensor:
+        t = torch.as_tensor(t, device=device)
         if t.ndim == 0:
             t = t.expand(b)
         if t.shape != (b,):
             raise ValueError(f"t must be a scalar or a (B,) tensor of timesteps with B={b}; got shape {tuple(t.shape)}")
-        emb = self.time_mlp(sinusoidal_table(t, cfg.channels[0]))
-        p = cfg.patch
+        return t
+
+    def _backbone(self, x: Tensor, emb: Tensor, camera: _Camera | None) -> Tensor:
+        """Stem, the levels down and up with their skips, and the output norm: ``(b, channels[0], t, h/p, w/p)``."""
+        p = self.config.patch
         if self.pixel_stem is not None:
             x = torch.cat([x, self.pixel_stem(x)], dim=1)
-        x = rearrange(x, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=p, p2=p)
-        x = self.stem(x)
+        x = self.stem(rearrange(x, "b c t (h p1) (w p2) -> b (c p1 p2) t h w", p1=p, p2=p))
         skips = []
         for i, level in enumerate(self.down):
             x = level(x, emb, camera)
@@ -416,12 +352,7 @@ class VideoUNet(nn.Module):
             x = level(torch.cat([x, skips.pop()], dim=1), emb, camera)
             if j < len(self.upsample):
                 x = self.upsample[j](F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"))
-        x = F.silu(self.out_norm(x))
-        image = rearrange(self.out(x), "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
-        if self.mix is None:
-            return image
-        logits = rearrange(self.mix(x), "b (k p1 p2) t h w -> b k t (h p1) (w p2)", p1=p, p2=p)
-        return self._motion_mix(logits / motion_temperature, image, frames_in)
+        return F.silu(self.out_norm(x))
 
     def _motion_mix(self, logits: Tensor, image: Tensor, frames: Tensor) -> Tensor:
         """The motion head's clean-frame estimate: per pixel, a softmax mix of the frame before (as given,

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor
 
+from ..checks import int_at_least, int_tuple
 from .attention import attention
 
 __all__ = ["Pattern", "Spatial", "Temporal", "Joint", "Window", "CrossFrame", "PATTERNS", "check_grid",
@@ -141,11 +142,11 @@ class Temporal(Pattern):
     window: int | None = None
 
     def __post_init__(self):
-        if self.window is not None and (not isinstance(self.window, int) or self.window < 0):
-            raise ValueError(f"window (local temporal window k, frames i-k..i+k) must be an int >= 0 or None; got {self.window!r}")
+        if self.window is not None:
+            int_at_least("window", self.window, 0, note=" or None (the local temporal window k: frames i-k..i+k)")
 
-    def frame_mask(self, t: int, device=None) -> Tensor | None:
-        """``(t, t)`` bool band mask of the local window, or ``None`` when every frame is in reach."""
+    def band_mask(self, t: int, device=None) -> Tensor | None:
+        """``(t, t)`` bool band mask of the local window over frames, or ``None`` when every frame is in reach."""
         if self.window is None or self.window >= t - 1:
             return None
         idx = torch.arange(t, device=device)
@@ -156,7 +157,7 @@ class Temporal(Pattern):
     def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None):
         b, t, h, w = q.shape[:4]
         seq = lambda x: rearrange(x, "b t h w heads d -> (b h w) heads t d")  # noqa: E731
-        mask = self.frame_mask(t, q.device)
+        mask = self.band_mask(t, q.device)
         if frame_mask is not None:  # real frames as keys: (b, t) -> (b h w, 1, 1, t)
             keys = repeat(frame_mask, "b t -> (b h w) 1 1 t", h=h, w=w)
             mask = keys if mask is None else keys & mask
@@ -194,15 +195,6 @@ class Joint(Pattern):
         return torch.ones(n, n, dtype=torch.bool, device=device)
 
 
-def _as_triple(value, name: str) -> tuple[int, int, int]:
-    if isinstance(value, int):
-        value = (value, value, value)
-    value = tuple(value)
-    if len(value) != 3 or not all(isinstance(s, int) for s in value):
-        raise ValueError(f"{name} must be an int or three ints (wT, wH, wW); got {value!r}")
-    return value  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
 class Window(Pattern):
     """Attention within non-overlapping 3D tubes of ``size = (wT, wH, wW)`` tokens.
@@ -221,10 +213,8 @@ class Window(Pattern):
     shift: tuple[int, int, int] = (0, 0, 0)
 
     def __post_init__(self):
-        size = _as_triple(self.size, "window_size")
-        shift = _as_triple(self.shift, "shift")
-        if min(size) < 1:
-            raise ValueError(f"window_size {size} must have every extent >= 1; got {size}")
+        size = int_tuple("window_size", self.size, 3, axes="(wT, wH, wW)")
+        shift = int_tuple("shift", self.shift, 3, low=0, axes="(sT, sH, sW)")
         for axis, s, ws in zip("THW", shift, size):
             if not 0 <= s < ws:
                 raise ValueError(f"shift {shift} must satisfy 0 <= shift < window_size on each axis; got s{axis}={s} with w{axis}={ws}")
@@ -311,21 +301,21 @@ class Window(Pattern):
 class CrossFrame(Pattern):
     """Spatial attention that also sees the neighbouring frames.
 
-    The pixels of frame ``i`` attend to every pixel of frames ``i-k..i+k`` (those that
-    exist); ``k = 0`` is plain spatial attention.
+    The pixels of frame ``i`` attend to every pixel of frames ``i-window..i+window`` (those that
+    exist), the band :class:`Temporal` ``(window=...)`` names for one pixel; ``window = 0`` is plain
+    spatial attention.
     """
 
-    k: int = 1
+    window: int = 1
 
     def __post_init__(self):
-        if not isinstance(self.k, int) or self.k < 0:
-            raise ValueError(f"k (cross-frame neighbours on each side) must be an int >= 0; got {self.k!r}")
+        int_at_least("window", self.window, 0, note=" (neighbour frames on each side)")
 
     supports_frame_mask: ClassVar[bool] = True
 
     def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None):
         b, t, h, w = q.shape[:4]
-        reach = min(self.k, t - 1)
+        reach = min(self.window, t - 1)
         span = 2 * reach + 1
 
         def neighbours(x: Tensor) -> Tensor:  # frames i-reach..i+reach for every frame i
@@ -349,7 +339,7 @@ class CrossFrame(Pattern):
 
     def dense_mask(self, t, h, w, device=None):
         ft, _, _ = _token_coords(t, h, w, device)
-        return (ft[:, None] - ft[None, :]).abs() <= self.k
+        return (ft[:, None] - ft[None, :]).abs() <= self.window
 
 
 PATTERNS = {"spatial": Spatial, "temporal": Temporal, "joint": Joint, "window": Window, "cross_frame": CrossFrame}

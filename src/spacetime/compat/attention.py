@@ -1,20 +1,19 @@
-"""The classes of the seed texts (SEED_API.md), as drop-in front doors over the library.
+"""The attention classes of design texts 000, 001, 003 and 004, as drop-in front doors over the library.
 
-Each class keeps its text's name, constructor, input layout and ``state_dict`` keys, so
-weights trained with the text's code load with ``strict=True`` and give the same outputs,
-with the corrected semantics of SEED_API.md. The work is done by the general modules in
-:mod:`spacetime.layers` and :mod:`spacetime.blocks`; nothing here computes attention.
+Each class keeps its text's name, constructor, input layout and ``state_dict`` keys (see
+:mod:`spacetime.compat`); the work is done by the general modules of :mod:`spacetime.layers` and
+:mod:`spacetime.blocks`, and nothing here computes attention.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .blocks.transformer import AttentionBlock
-from .layers.attention import FactorizedAttention, MHAStyleAttention, SpaceTimeAttention
-from .layers.mlp import Mlp
-from .ops.layout import check_video
-from .ops.patterns import Joint, Spatial, Temporal, Window
+from ..blocks.transformer import AttentionBlock
+from ..layers.attention import FactorizedAttention, MHAStyleAttention, SpaceTimeAttention
+from ..layers.mlp import Mlp
+from ..ops.layout import check_video
+from ..ops.patterns import Joint, Spatial, Temporal, Window
 
 __all__ = [
     "FactorizedSpatioTemporalAttention",

@@ -12,11 +12,11 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..layers.embeddings import SinusoidalTimeEmbed
 from ..ops.layout import check_video
-from ..seeds import FactorizedSpaceTimeBlock
-from .embeddings import SinusoidalTimeEmbed
+from .attention import FactorizedSpaceTimeBlock
 
-__all__ = ["SinusoidalTimeEmbed", "FactorizedVideoUNet"]
+__all__ = ["FactorizedVideoUNet"]
 
 
 def _conv_norm_act(conv: nn.Module, channels: int) -> nn.Sequential:
@@ -35,7 +35,7 @@ class FactorizedVideoUNet(nn.Module):
 
     ``forward(x, t)``: ``x (B, C, T, H, W)`` noisy video, ``t (B,)`` diffusion timesteps ->
     ``(B, C, T, H, W)``. All convolutions are per frame (2-D); time is modelled only by the
-    temporal attention inside each :class:`~spacetime.seeds.FactorizedSpaceTimeBlock`.
+    temporal attention inside each :class:`~spacetime.compat.FactorizedSpaceTimeBlock`.
     ``H`` and ``W`` must be even (one stride-2 level).
 
     Submodules (the text's names): ``time_embed``, ``enc1_conv``, ``enc1_attn``, ``enc2_conv``,

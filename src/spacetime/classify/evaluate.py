@@ -1,0 +1,105 @@
+"""Evaluating a video classifier: accuracy and the confusion matrix on held-out clips, at any clip length.
+
+:func:`evaluate` scores a model on clips; :func:`evaluate_checkpoint` scores a trained run's
+checkpoint on its own test data (or other data, or another clip length) and writes
+``eval_T<frames>.json`` and a confusion-matrix PNG beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..data.motion_task import MotionTask
+from ..io.files import atomic_write_text, save_figure
+from ..models.classifier import VideoTransformer
+from ..training import load_trained
+from .config import ClassifyConfig
+from .data import ClassifyData, normalize
+
+__all__ = ["evaluate", "evaluate_checkpoint", "load_classifier", "plot_confusion", "WEIGHTS_KIND"]
+
+WEIGHTS_KIND = "video_classifier"
+
+
+def load_classifier(path) -> tuple[VideoTransformer, dict]:
+    """A trained classifier (eval mode) and its metadata, from a weights file or a run folder."""
+    return load_trained(path, WEIGHTS_KIND, VideoTransformer)
+
+
+@torch.no_grad()
+def evaluate(model: VideoTransformer, videos: Tensor, labels: Tensor, num_classes: int,
+             batch_size: int = 128, progress: bool = False) -> tuple[float, Tensor]:
+    """``(accuracy, confusion)`` of ``model`` on clips in ``[0, 1]``; ``confusion[i, j]`` counts class ``i``
+    predicted ``j``."""
+    from tqdm import tqdm
+
+    was_training = model.training
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    for i in tqdm(range(0, len(labels), batch_size), desc="eval", unit="batch", disable=not progress, leave=False):
+        pred = model(normalize(videos[i:i + batch_size])).argmax(dim=1)
+        confusion += torch.bincount(labels[i:i + batch_size] * num_classes + pred,
+                                    minlength=num_classes ** 2).view(num_classes, num_classes)
+    model.train(was_training)
+    return confusion.diagonal().sum().item() / max(1, confusion.sum().item()), confusion
+
+
+def plot_confusion(confusion: Tensor, classes: list[str], path, title: str) -> Path:
+    """Draw a confusion matrix (rows: true class, columns: predicted) as a PNG (atomic write)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * k, 1.0 + 0.8 * k))
+    ax.imshow(confusion.numpy(), cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            value = int(confusion[i, j])
+            ax.text(j, i, str(value), ha="center", va="center",
+                    color="white" if value > confusion.max().item() / 2 else "black", fontsize=9)
+    ax.set_xticks(range(k), classes, rotation=45, ha="right")
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=110)
+
+
+def _test_clips(cfg: ClassifyConfig, data: str, frames: int, test_size: int) -> tuple[Tensor, Tensor, list[str]]:
+    """``(videos, labels, classes)`` held out for a run of ``cfg``, from ``data`` at clip length ``frames``."""
+    if data == "motion":  # same motion and test seed, any clip length
+        task = MotionTask(frames=cfg.frames, size=cfg.size)
+        videos, labels = task.fixed_set(test_size, seed=cfg.seed + 1_000_003, frames=frames)
+        return videos, labels, list(task.classes)
+    held = ClassifyData(cfg.replace(data=data, frames=frames, test_size=test_size))
+    return *held.test, held.classes
+
+
+def evaluate_checkpoint(checkpoint, data: str | None = None, frames: int | None = None, test_size: int | None = None,
+                        out_dir=None, progress: bool | None = None) -> dict:
+    """Evaluate a trained classifier on its own test data (or ``data``), optionally at another clip length."""
+    model, meta = load_classifier(checkpoint)
+    cfg = ClassifyConfig.from_dict(meta["train_config"])
+    frames = frames or cfg.frames
+    videos, labels, classes = _test_clips(cfg, data or cfg.data, frames, test_size or cfg.test_size)
+    if classes != meta["classes"]:
+        raise ValueError(f"the data's classes {classes} differ from the checkpoint's {meta['classes']}")
+    quiet = not sys.stderr.isatty() if progress is None else not progress
+    accuracy, confusion = evaluate(model, videos, labels, len(classes), progress=not quiet)
+    checkpoint = Path(checkpoint)
+    out_dir = Path(out_dir) if out_dir is not None else (checkpoint if checkpoint.is_dir() else checkpoint.parent)
+    name = f"eval_T{frames}"
+    plot_confusion(confusion, classes, out_dir / f"{name}.png",
+                   f"{cfg.variant}, trained T={cfg.frames}, eval T={frames}: accuracy {accuracy:.1%}")
+    result = {"checkpoint": str(checkpoint), "frames": frames, "trained_frames": cfg.frames,
+              "accuracy": accuracy, "confusion": confusion.tolist(), "classes": classes}
+    atomic_write_text(out_dir / f"{name}.json", json.dumps(result, indent=2) + "\n")
+    return result
