@@ -3,7 +3,17 @@
 import numpy as np
 import pytest
 
-from spacetime.checks import fraction, int_at_least, int_in, int_tuple, is_int, is_number, number_in, one_of, positive_int
+from spacetime.checks import (
+    fraction,
+    int_at_least,
+    int_in,
+    int_tuple,
+    is_int,
+    is_number,
+    number_in,
+    one_of,
+    positive_int,
+)
 
 
 def test_bools_are_neither_ints_nor_numbers_and_numpy_scalars_are():

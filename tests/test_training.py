@@ -8,8 +8,17 @@ from torch import nn
 
 from spacetime.io.checkpoint import CheckpointError, save_step_checkpoint
 from spacetime.models.video_unet import PRESETS, VideoUNet
-from spacetime.training import (Clock, Meter, TrainLog, cosine_lr, load_trained, optimizer_step, resume_checkpoint,
-                                run_processes, update_ema)
+from spacetime.training import (
+    Clock,
+    Meter,
+    TrainLog,
+    cosine_lr,
+    load_trained,
+    optimizer_step,
+    resume_checkpoint,
+    run_processes,
+    update_ema,
+)
 
 
 def test_cosine_lr_warms_up_then_decays_to_the_floor():

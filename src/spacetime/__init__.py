@@ -57,13 +57,30 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for editors and type checkers: the same names, eagerly
     from .blocks import AttentionBlock, TransformerBlock  # noqa: F401
     from .compat import (  # noqa: F401
-        CameraCrossAttention, CausalTemporalAttention, FactorizedSpaceTimeBlock, FactorizedSpatioTemporalAttention,
-        FactorizedVideoUNet, Full3DAttention, MiniSpaceTimeTransformer, MultiHeadSelfAttention, SinusoidalTimeEmbed,
-        SpatialAttentionBlock, SpatioTemporalWindowAttention, TemporalAttentionBlock, TemporalTransformer,
-        cosine_beta_schedule, create_dataset, create_moving_mnist_video,
+        CameraCrossAttention,
+        CausalTemporalAttention,
+        FactorizedSpaceTimeBlock,
+        FactorizedSpatioTemporalAttention,
+        FactorizedVideoUNet,
+        Full3DAttention,
+        MiniSpaceTimeTransformer,
+        MultiHeadSelfAttention,
+        SinusoidalTimeEmbed,
+        SpatialAttentionBlock,
+        SpatioTemporalWindowAttention,
+        TemporalAttentionBlock,
+        TemporalTransformer,
+        cosine_beta_schedule,
+        create_dataset,
+        create_moving_mnist_video,
     )
     from .layers import (  # noqa: F401
-        CameraAttention, FactorizedAttention, MHAStyleAttention, Mlp, PluckerInjection, SpaceTimeAttention,
+        CameraAttention,
+        FactorizedAttention,
+        MHAStyleAttention,
+        Mlp,
+        PluckerInjection,
+        SpaceTimeAttention,
     )
     from .models import VideoTransformer, VideoTransformerConfig, VideoUNet, VideoUNetConfig  # noqa: F401
     from .ops import CrossFrame, Joint, Pattern, Spatial, Temporal, Window, attention, use_backend  # noqa: F401

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch.nn.functional as F
 
-from spacetime.bench.cost import VideoShape, layer_cost
 from spacetime.bench.cases import make_patterns
-from spacetime.bench.report import replace_block
+from spacetime.bench.cost import VideoShape, layer_cost
 from spacetime.bench.plots import PLOT_FILES
+from spacetime.bench.report import replace_block
 from spacetime.bench.sweep import CSV_FIELDS, BenchConfig, read_csv, run_sweep, write_csv
 from spacetime.cli import main
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from spacetime.compat import FactorizedVideoUNet, SinusoidalTimeEmbed
 from spacetime.data.bouncing import create_dataset
 from spacetime.diffusion.schedules import cosine_beta_schedule
-from spacetime.compat import FactorizedVideoUNet, SinusoidalTimeEmbed
 from spacetime.ops import use_backend
 from tests.compat.unet_reference import RefFactorizedVideoUNet, RefTimeEmbed
 

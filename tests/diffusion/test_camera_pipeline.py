@@ -25,7 +25,7 @@ def test_camera_pans_are_seeded_items_in_unit_range_with_their_cameras():
     assert torch.equal(positions_from_cameras(cams)[0], torch.zeros(2))  # paths start at the origin
     with pytest.raises(IndexError):
         data[len(data)]
-    with pytest.raises(ValueError, match="max_speed must be a positive number"):
+    with pytest.raises(ValueError, match=r"max_speed must be a number in \(0, inf\) \(pixels per frame\)"):
         CameraPans(max_speed=0)
 
 

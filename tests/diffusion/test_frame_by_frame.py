@@ -8,10 +8,9 @@ import torch
 from torch import nn
 
 from spacetime.cli import main
-from spacetime.diffusion.config import DEMO_CONFIG
-from spacetime.diffusion.config import TrainConfig
-from spacetime.diffusion.sample import sample_videos
+from spacetime.diffusion.config import DEMO_CONFIG, TrainConfig
 from spacetime.diffusion.objective import blend_last_frame, clip_end_weights, given_prefix, next_frame_clips
+from spacetime.diffusion.sample import sample_videos
 from spacetime.diffusion.train import load_model, train
 from spacetime.models.video_unet import VideoUNet, VideoUNetConfig
 

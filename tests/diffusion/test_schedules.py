@@ -96,5 +96,5 @@ def test_noise_shift_divides_the_snr_everywhere(schedule):
     unshifted = make_scheduler("ddim", num_train_timesteps=200, schedule=schedule, shift=1.0).alphas_cumprod
     assert torch.equal(unshifted, make_scheduler("ddim", num_train_timesteps=200, schedule=schedule).alphas_cumprod)
     for bad in (0.0, -2.0, float("nan"), True):
-        with pytest.raises(ValueError, match="shift must be a positive finite number"):
+        with pytest.raises(ValueError, match=r"shift must be a number in \(0, inf\)"):
             make_scheduler("ddim", schedule=schedule, shift=bad)

@@ -29,6 +29,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..checks import positive_int
 from ..ops.patterns import CrossFrame, Joint, Pattern, Spatial, Temporal, Window
 
 __all__ = [
@@ -71,9 +72,7 @@ class VideoShape:
 
     def __post_init__(self):
         for name in ("b", "t", "h", "w", "dim", "heads", "bytes_per_element"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int; got {value!r}")
+            positive_int(name, getattr(self, name))
         if self.head_dim is None:
             if self.dim % self.heads:
                 raise ValueError(

@@ -19,8 +19,17 @@ import torch.nn.functional as F
 from ..io.checkpoint import latest_checkpoint, save_step_checkpoint
 from ..io.files import atomic_write_text
 from ..models.classifier import VideoTransformer
-from ..training import (Clock, Meter, TrainLog, cosine_lr, optimizer_step, plot_curve, progress_bar,
-                        resume_checkpoint, set_lr)
+from ..training import (
+    Clock,
+    Meter,
+    TrainLog,
+    cosine_lr,
+    optimizer_step,
+    plot_curve,
+    progress_bar,
+    resume_checkpoint,
+    set_lr,
+)
 from .config import ClassifyConfig
 from .data import MEAN, STD, ClassifyData, normalize
 from .evaluate import WEIGHTS_KIND, evaluate, plot_confusion

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from ..checks import int_at_least, number_in, positive_int
 from ..io.files import atomic_write_text
 from ..ops.camera import check_cameras, opengl_to_opencv, params_from_pose
 
@@ -83,11 +84,6 @@ PRESETS: dict[str, Callable[[int, float], Tensor]] = {
 }
 
 
-def _check_frames(num_frames) -> int:
-    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
-        raise ValueError(f"num_frames must be a positive int; got {num_frames!r}")
-    return num_frames
-
 
 def _integrate(velocities: Tensor) -> Tensor:
     """``(..., T-1, 2)`` velocities -> ``(..., T, 2)`` positions starting at the origin."""
@@ -101,7 +97,7 @@ def preset_positions(name: str, num_frames: int, speed: float = 1.0) -> Tensor:
         raise ValueError(f"camera path preset must be one of {sorted(PRESETS)}; got {name!r}")
     if not math.isfinite(speed):
         raise ValueError(f"speed must be finite (pixels per frame); got {speed}")
-    return _integrate(PRESETS[name](_check_frames(num_frames) - 1, float(speed))).float()
+    return _integrate(PRESETS[name](positive_int("num_frames", num_frames) - 1, float(speed))).float()
 
 
 def random_positions(batch_size: int, num_frames: int, *, max_speed: float = 2.0,
@@ -112,11 +108,9 @@ def random_positions(batch_size: int, num_frames: int, *, max_speed: float = 2.0
     diagonal (20%), a free direction (20%), or the previous segment reversed (20%).
     Speeds are uniform in ``[0.25, 1] * max_speed`` per moving axis.
     """
-    steps = _check_frames(num_frames) - 1
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-    if not (isinstance(max_speed, (int, float)) and 0 < max_speed < math.inf):
-        raise ValueError(f"max_speed must be a positive number (pixels per frame); got {max_speed!r}")
+    steps = positive_int("num_frames", num_frames) - 1
+    positive_int("batch_size", batch_size)
+    number_in("max_speed", max_speed, 0, math.inf, low_open=True, high_open=True, note=" (pixels per frame)")
     g = generator
     out = torch.zeros(batch_size, steps, 2, dtype=torch.float64)
     for i in range(batch_size):
@@ -152,8 +146,7 @@ def random_scene(batch_size: int, channels: int, height: int, width: int, *,
                  generator: torch.Generator | None = None) -> Tensor:
     """Random textured scenes ``(B, C, height, width)`` in ``[-1, 1]``: smooth blobs plus fine texture."""
     for name, value in (("batch_size", batch_size), ("channels", channels), ("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int; got {value!r}")
+        positive_int(name, value)
     scene = torch.zeros(batch_size, channels, height, width)
     for cell, weight in ((8, 1.0), (4, 0.6), (2, 0.35)):
         coarse = torch.randn(batch_size, channels, height // cell + 2, width // cell + 2, generator=generator)
@@ -223,7 +216,7 @@ def camera_pan_batch(batch_size: int, num_frames: int = 8, size: int | tuple[int
         positions = random_positions(batch_size, num_frames, max_speed=max_speed, generator=generator)
     elif isinstance(positions, Tensor) and positions.ndim == 2:
         positions = positions.expand(batch_size, *positions.shape)
-    check_cameras(positions, "positions", trailing=(2,), batch=batch_size, frames=_check_frames(num_frames))
+    check_cameras(positions, "positions", trailing=(2,), batch=batch_size, frames=positive_int("num_frames", num_frames))
     positions = positions.float()
     low = positions.amin(dim=(0, 1)).floor()  # (2,) as (x, y)
     high = positions.amax(dim=(0, 1)).ceil()
@@ -245,10 +238,8 @@ class CameraPans(torch.utils.data.Dataset):
                  max_speed: float = 2.0, seed: int = 0):
         for name, value, low in (("length", length, 1), ("num_frames", num_frames, 1), ("size", size, 1),
                                  ("channels", channels, 1), ("seed", seed, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
-        if not (isinstance(max_speed, (int, float)) and 0 < max_speed < math.inf):
-            raise ValueError(f"max_speed must be a positive number (pixels per frame); got {max_speed!r}")
+            int_at_least(name, value, low)
+        number_in("max_speed", max_speed, 0, math.inf, low_open=True, high_open=True, note=" (pixels per frame)")
         self.length, self.num_frames, self.size, self.channels = length, num_frames, size, channels
         self.max_speed, self.seed = float(max_speed), seed
 
@@ -370,7 +361,7 @@ def camera_path(spec: str | os.PathLike, num_frames: int, *, speed: float = 1.0)
 
     A JSON file must hold exactly ``num_frames`` frames; its translation is used as given.
     """
-    _check_frames(num_frames)
+    positive_int("num_frames", num_frames)
     if isinstance(spec, str) and spec in PRESETS:
         return cameras_from_positions(preset_positions(spec, num_frames, speed))
     if isinstance(spec, (str, os.PathLike)) and str(spec).endswith(".json"):

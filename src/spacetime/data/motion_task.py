@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..checks import positive_int
+
 __all__ = ["MotionTask", "CLASSES"]
 
 CLASSES = ("left", "right")
@@ -58,9 +60,7 @@ class MotionTask:
 
     def __post_init__(self):
         for name in ("frames", "size", "channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+            positive_int(name, getattr(self, name))
         for name in ("disk_radius", "speed"):
             low, high = getattr(self, name)
             if not 0 < low <= high:

@@ -12,6 +12,8 @@ import math
 import torch
 from torch import Tensor
 
+from ..checks import int_at_least, number_in, one_of, positive_int
+
 __all__ = ["cosine_beta_schedule", "shift_betas", "predicted_x0", "SCHEDULES", "SAMPLERS", "PREDICTIONS", "make_scheduler"]
 
 #: beta schedules: ``"cosine"`` is text 004's (clamped to [1e-4, 0.999]); the others are diffusers' names
@@ -27,8 +29,7 @@ def cosine_beta_schedule(timesteps: int, s: float = 0.008) -> Tensor:
     ``alphā`` is normalised to 1 at ``t = 0``; each beta is ``1 - alphā(t+1) / alphā(t)``, clamped
     to ``[1e-4, 0.999]``.
     """
-    if not isinstance(timesteps, int) or timesteps < 1:
-        raise ValueError(f"timesteps must be a positive int; got {timesteps!r}")
+    positive_int("timesteps", timesteps)
     x = torch.linspace(0, timesteps, timesteps + 1)
     alphas_cumprod = torch.cos(((x / timesteps) + s) / (1 + s) * math.pi * 0.5) ** 2
     alphas_cumprod = alphas_cumprod / alphas_cumprod[0]
@@ -46,8 +47,7 @@ def shift_betas(betas: Tensor, shift: float) -> Tensor:
     global decisions (here: the trajectory) are made, as resolution-dependent shifts do for large
     images. ``shift=1`` returns ``betas`` unchanged.
     """
-    if not isinstance(shift, (int, float)) or isinstance(shift, bool) or not math.isfinite(shift) or shift <= 0:
-        raise ValueError(f"shift must be a positive finite number; got {shift!r}")
+    number_in("shift", shift, 0, math.inf, low_open=True, high_open=True)
     if shift == 1:
         return betas
     alphas_cumprod = torch.cumprod(1 - betas.double(), dim=0)
@@ -70,14 +70,10 @@ def make_scheduler(sampler: str = "ddim", *, num_train_timesteps: int = 1000, sc
     """
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}; got {sampler!r}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
-    if prediction_type not in PREDICTIONS:
-        raise ValueError(f"prediction_type must be one of {PREDICTIONS}; got {prediction_type!r}")
-    if not isinstance(num_train_timesteps, int) or num_train_timesteps < 2:
-        raise ValueError(f"num_train_timesteps must be an int >= 2; got {num_train_timesteps!r}")
+    one_of("sampler", sampler, SAMPLERS)
+    one_of("schedule", schedule, SCHEDULES)
+    one_of("prediction_type", prediction_type, PREDICTIONS)
+    int_at_least("num_train_timesteps", num_train_timesteps, 2)
     kwargs = {"num_train_timesteps": num_train_timesteps, "prediction_type": prediction_type}
     if schedule == "cosine":
         kwargs["trained_betas"] = shift_betas(cosine_beta_schedule(num_train_timesteps), shift).numpy()
@@ -99,8 +95,7 @@ def make_scheduler(sampler: str = "ddim", *, num_train_timesteps: int = 1000, sc
 
 def predicted_x0(scheduler, x_t: Tensor, t: Tensor, output: Tensor, prediction: str) -> Tensor:
     """The clean sample a model's ``output`` at ``x_t``, timesteps ``t`` (``(B,)`` or scalar) implies."""
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"prediction must be one of {PREDICTIONS}; got {prediction!r}")
+    one_of("prediction", prediction, PREDICTIONS)
     if prediction == "sample":
         return output
     abar = scheduler.alphas_cumprod.to(x_t.device)[torch.as_tensor(t, device=x_t.device).long()]

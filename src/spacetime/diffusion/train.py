@@ -24,8 +24,23 @@ from ..checks import one_of, positive_int
 from ..data.bouncing import BouncingDisks
 from ..io.checkpoint import save_step_checkpoint
 from ..models.video_unet import VideoUNet
-from ..training import (Clock, Meter, TrainLog, cosine_lr, load_trained, local_device, optimizer_step, plot_curve,
-                        process_group, progress_bar, ranks_agree, resume_checkpoint, run_processes, set_lr, update_ema)
+from ..training import (
+    Clock,
+    Meter,
+    TrainLog,
+    cosine_lr,
+    load_trained,
+    local_device,
+    optimizer_step,
+    plot_curve,
+    process_group,
+    progress_bar,
+    ranks_agree,
+    resume_checkpoint,
+    run_processes,
+    set_lr,
+    update_ema,
+)
 from .config import TrainConfig
 from .objective import diffusion_loss
 from .schedules import make_scheduler

@@ -28,6 +28,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..checks import number_in, positive_int
 from ..ops.attention import attention
 from ..ops.camera import check_cameras
 from ..ops.encodings import sinusoidal_table
@@ -68,10 +69,8 @@ class FourierCamera:
     min_freq: float = 1.0
 
     def __post_init__(self):
-        if isinstance(self.num_bands, bool) or not isinstance(self.num_bands, int) or self.num_bands < 1:
-            raise ValueError(f"num_bands must be an int >= 1; got {self.num_bands!r}")
-        if not self.min_freq > 0:
-            raise ValueError(f"min_freq must be > 0; got {self.min_freq!r}")
+        positive_int("num_bands", self.num_bands)
+        number_in("min_freq", self.min_freq, 0, low_open=True)
 
     def num_tokens(self, cam_dim: int) -> int:
         return cam_dim
@@ -143,8 +142,7 @@ class CameraAttention(nn.Module):
                  attn_drop: float = 0.0, proj_drop: float = 0.0, layout: str = "bthwc", backend: str | None = None,
                  device=None, dtype=None):
         super().__init__()
-        if isinstance(cam_dim, bool) or not isinstance(cam_dim, int) or cam_dim < 1:
-            raise ValueError(f"cam_dim must be a positive int; got {cam_dim!r}")
+        positive_int("cam_dim", cam_dim)
         self.dim, self.cam_dim, self.num_heads = dim, cam_dim, num_heads
         self.head_dim = check_heads(dim, num_heads, head_dim)
         self.inner_dim = num_heads * self.head_dim
@@ -226,11 +224,8 @@ class PluckerInjection(nn.Module):
 
     def __init__(self, dim: int, *, hidden_dim: int | None = None, layout: str = "bthwc", device=None, dtype=None):
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive int; got {dim!r}")
-        bad_hidden = isinstance(hidden_dim, bool) or not isinstance(hidden_dim, int) or hidden_dim < 1
-        if hidden_dim is not None and bad_hidden:
-            raise ValueError(f"hidden_dim must be a positive int or None; got {hidden_dim!r}")
+        positive_int("dim", dim)
+        positive_int("hidden_dim", hidden_dim, none_ok=True)
         self.dim, self.layout = dim, check_layout(layout)
         factory = {"device": device, "dtype": dtype}
         if hidden_dim is None:

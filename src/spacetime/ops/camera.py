@@ -32,6 +32,8 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
+from ..checks import positive_int
+
 __all__ = [
     "check_cameras",
     "rotation_from_euler",
@@ -194,8 +196,7 @@ def intrinsics_from_fov(fov, height: int, width: int, *, axis: str = "horizontal
     Square pixels, principal point at the image centre ``(width / 2, height / 2)``.
     """
     for name, size in (("height", height), ("width", width)):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"{name} must be a positive int (pixels); got {size!r}")
+        positive_int(name, size, note=" (pixels)")
     if axis not in ("horizontal", "vertical"):
         raise ValueError(f"axis must be 'horizontal' or 'vertical'; got {axis!r}")
     fov = fov if isinstance(fov, Tensor) else torch.tensor(float(fov))
@@ -265,8 +266,7 @@ def plucker_rays(c2w: Tensor, intrinsics: Tensor, height: int, width: int) -> Te
     b, t = check_cameras(c2w, "c2w")
     _check_tensor(intrinsics, "intrinsics", (3, 3), "(3, 3) or (B, T, 3, 3)")
     for name, size in (("height", height), ("width", width)):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"{name} must be a positive int (pixels); got {size!r}")
+        positive_int(name, size, note=" (pixels)")
     try:
         k = intrinsics.to(c2w.dtype).expand(b, t, 3, 3)
     except RuntimeError:

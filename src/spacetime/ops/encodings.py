@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import is_int
+
 __all__ = ["ROPE_AXES", "sinusoidal_table", "rope_split", "rope_cos_sin", "rope_grid", "rope_at", "apply_rotary",
            "resample_table"]
 
@@ -32,7 +34,7 @@ ROPE_AXES = ("t", "thw")
 
 
 def _check_dim(dim: int, name: str = "dim", even: bool = False) -> None:
-    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 2 or (even and dim % 2):
+    if not is_int(dim) or dim < 2 or (even and dim % 2):
         kind = "an even int >= 2" if even else "an int >= 2"
         raise ValueError(f"{name} must be {kind}; got {dim!r}")
 
@@ -49,7 +51,7 @@ def sinusoidal_table(positions: Tensor | int, dim: int, *, base: float = 10000.0
     Returns:
         fp32 ``(n, dim)`` on the device of ``positions``.
     """
-    if isinstance(positions, int) and not isinstance(positions, bool):
+    if is_int(positions):
         if positions < 1:
             raise ValueError(f"positions must be >= 1 when given as a length; got {positions}")
         positions = torch.arange(positions)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import int_at_least, is_number
 from .layout import check_video, to_channels_last
 
 __all__ = ["phase_correlation", "frame_shifts", "camera_translation", "translation_error", "shift_offsets",
@@ -123,8 +124,7 @@ def translation_error(video: Tensor, positions: Tensor, layout: str = "bcthw", *
 def shift_offsets(radius: int) -> list[tuple[int, int]]:
     """The ``(2 radius + 1)**2`` integer shifts ``(dx, dy)`` with ``|dx|, |dy| <= radius``, in the order
     :func:`shifted_copies` stacks them (``dy`` major, ``dx`` minor)."""
-    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
-        raise ValueError(f"radius must be an int >= 0; got {radius!r}")
+    int_at_least("radius", radius, 0)
     return [(dx, dy) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
 
 
@@ -140,7 +140,7 @@ def shifted_copies(images: Tensor, radius: int, fill: float | None = None) -> Te
     offsets = shift_offsets(radius)
     if images.ndim < 2:
         raise ValueError(f"images must be (..., H, W); got shape {tuple(images.shape)}")
-    if fill is not None and (isinstance(fill, bool) or not isinstance(fill, (int, float))):
+    if fill is not None and not is_number(fill):
         raise ValueError(f"fill must be None (repeat the edge) or a number; got {fill!r}")
     h, w = images.shape[-2:]
     lead = images.shape[:-2]
