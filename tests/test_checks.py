@@ -66,3 +66,18 @@ def test_choices_and_tuples():
     for bad in ((2, 7), (0, 7, 7), 2.0, "abc", (1, True, 2)):
         with pytest.raises(ValueError, match=r"^window must be an int or 3 ints \(wT, wH, wW\), each >= 1; got"):
             int_tuple("window", bad, 3, axes="(wT, wH, wW)")
+
+
+def test_float_tensor_names_the_form():
+    import torch
+
+    from spacetime.checks import float_tensor
+
+    x = torch.zeros(2, 3)
+    assert float_tensor("x", x, 2) is x
+    with pytest.raises(TypeError, match=r"^q must be a torch.Tensor \(a \(b, n\) tensor\); got list$"):
+        float_tensor("q", [1.0], 2, form="a (b, n) tensor")
+    with pytest.raises(ValueError, match=r"^q must be a \(b, n\) tensor; got 1 dims \(3,\)$"):
+        float_tensor("q", torch.zeros(3), 2, form="a (b, n) tensor")
+    with pytest.raises(ValueError, match=r"^q must be floating point; got dtype torch.int64$"):
+        float_tensor("q", torch.zeros(3, dtype=torch.long))

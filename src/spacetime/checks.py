@@ -11,7 +11,8 @@ was given, and returns the value, so that a config's ``__post_init__`` reads as 
     int_tuple("window_size", size, 3, axes="(wT, wH, wW)")
 
 ``note`` adds a parenthesis after the expectation (``" (0: none)"``). A ``bool`` is never an
-int or a number here (``True`` would otherwise pass as 1). Nothing here imports torch.
+int or a number here (``True`` would otherwise pass as 1). :func:`float_tensor` checks the
+tensors every layer takes (a ``TypeError`` for a non-tensor).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
+import torch
 
 __all__ = ["is_int", "is_number", "positive_int", "int_at_least", "int_in", "number_in", "fraction", "one_of",
-           "int_tuple"]
+           "int_tuple", "float_tensor"]
 
 
 def is_int(value) -> bool:
@@ -119,3 +121,15 @@ def int_tuple(name: str, value, n: int, *, low: int = 1, axes: str = "", note: s
     if items is None or len(items) != n or not all(is_int(v) and v >= low for v in items):
         _fail(name, f"an int or {n} ints{' ' + axes if axes else ''}, each >= {low}", value, note)
     return tuple(int(v) for v in items)
+
+
+def float_tensor(name: str, x, ndim: int | None = None, *, form: str = "a tensor") -> torch.Tensor:
+    """``x`` if it is a floating-point ``torch.Tensor`` (with ``ndim`` axes when given); ``form`` names the
+    expected shape after "must be" (``"a (b, heads, n, d) tensor"``)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor ({form}); got {type(x).__name__}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must be {form}; got {x.ndim} dims {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be floating point; got dtype {x.dtype}")
+    return x

@@ -115,7 +115,7 @@ def test_use_backend_switches_and_restores():
     [
         (lambda: (torch.randn(1, 1, 4, 8), torch.randn(1, 1, 5, 8), torch.randn(1, 1, 4, 8)), "same length m"),
         (lambda: (torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8).double()), "one dtype"),
-        (lambda: (torch.ones(1, 1, 4, 8, dtype=torch.long),) * 3, "floating-point"),
+        (lambda: (torch.ones(1, 1, 4, 8, dtype=torch.long),) * 3, "q must be floating point"),
         (lambda: (torch.randn(1, 1, 0, 8),) * 3, "non-empty"),
         (lambda: (torch.randn(1, 4, 8),) * 3, "(b, heads, n, d)"),
         (lambda: (torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 4), torch.randn(1, 1, 4, 8)), "same head dim"),

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import float_tensor
 from .short_attention import short_attention
 
 __all__ = [
@@ -146,12 +147,7 @@ def use_backend(name: str) -> Iterator[None]:
 
 def _validate(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor; got {type(t).__name__}")
-        if t.ndim != 4:
-            raise ValueError(f"{name} must have shape (b, heads, n, d); got {t.ndim} dims {tuple(t.shape)}")
-        if not t.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor; got dtype {t.dtype}")
+        float_tensor(name, t, 4, form="a (b, heads, n, d) tensor")
         if t.numel() == 0:
             raise ValueError(f"{name} must be non-empty; got shape {tuple(t.shape)}")
     if not (q.dtype == k.dtype == v.dtype):

@@ -32,7 +32,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from ..checks import positive_int
+from ..checks import float_tensor, positive_int
 
 __all__ = [
     "check_cameras",
@@ -56,10 +56,7 @@ _CV_GL_FLIP = (1.0, -1.0, -1.0, 1.0)
 
 def _check_tensor(x, name: str, trailing: tuple[int, ...], form: str) -> Tensor:
     """A floating-point, finite tensor whose last axes are ``trailing``."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {form}; got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be floating point; got dtype {x.dtype}")
+    float_tensor(name, x, form=f"of shape {form}")
     k = len(trailing)
     if x.ndim < k or tuple(x.shape[x.ndim - k:]) != trailing:
         raise ValueError(f"{name} must have shape {form}; got {tuple(x.shape)}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ..checks import float_tensor
+
 __all__ = ["LAYOUTS", "check_layout", "check_video", "to_channels_last", "from_channels_last"]
 
 #: layout -> permutation taking that layout to (b, t, h, w, c)
@@ -29,13 +31,7 @@ def check_video(x: Tensor, layout: str, dim: int | None = None, name: str = "x")
 
     Raises ``ValueError`` naming the argument, the layout and the offending axis.
     """
-    check_layout(layout)
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
-    if x.ndim != 5:
-        raise ValueError(f"{name} must be a 5-D video in layout {layout!r}; got {x.ndim} dims {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be floating point; got dtype {x.dtype}")
+    float_tensor(name, x, 5, form=f"a 5-D video in layout {check_layout(layout)!r}")
     sizes = dict(zip(layout, x.shape))
     if dim is not None and sizes["c"] != dim:
         axis = layout.index("c")
