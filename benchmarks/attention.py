@@ -11,7 +11,9 @@ q/k/v, no projections (``spacetime bench --level op`` measures the same way, ove
 Timing, the matmul rate and peak memory come from ``spacetime.bench`` (one place for all three).
 """
 
-from __future__ import annotations
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the spacetime CLI does (docs/architecture.md)
 
 import argparse
 import sys
@@ -19,8 +21,8 @@ import sys
 import torch
 
 from spacetime.bench.report import check_block, replace_block
-from spacetime.bench.measure import matmul_rate
 from spacetime.bench.sweep import BenchConfig, run_sweep, write_csv
+from spacetime.measure import matmul_rate
 from spacetime.ops.attention import available_backends
 
 #: (label, pattern name, batch, (t, h, w)) with heads=4, head_dim=32

@@ -14,7 +14,9 @@ and ``following.png`` (requested vs measured translation per step, forwards and 
     python benchmarks/camera_following.py runs/camera/train --num 16
 """
 
-from __future__ import annotations
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the spacetime CLI does (docs/architecture.md)
 
 import argparse
 import json

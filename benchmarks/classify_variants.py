@@ -9,11 +9,12 @@ motion (`spacetime classify eval RUN --frames 16`). Wall times depend on the mac
 which the table records (1-minute load average before and after each run).
 """
 
-from __future__ import annotations
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the spacetime CLI does (docs/architecture.md)
 
 import argparse
 import csv
-import os
 import platform
 import sys
 import time

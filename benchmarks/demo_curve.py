@@ -8,7 +8,9 @@ detector; the minutes are the run's training clock at that step (``train/log.csv
     python benchmarks/demo_curve.py runs/r7f-2x-s0 --every 2 --jobs 2
 """
 
-from __future__ import annotations
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the spacetime CLI does (docs/architecture.md)
 
 import argparse
 import csv

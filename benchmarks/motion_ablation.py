@@ -35,7 +35,9 @@ Two variants side by side, one core each (the commands of every run are in ``ben
     python benchmarks/motion_ablation.py --plot-only
 """
 
-from __future__ import annotations
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the spacetime CLI does (docs/architecture.md)
 
 import argparse
 import csv

@@ -21,7 +21,9 @@ in ``--out`` (default ``benchmarks/motion/probe``) named after the checkpoint's 
     python benchmarks/motion_probe.py runs/final-s1/train --only videos --temperatures 1,0.5 --seeds 1,2,3
 """
 
-from __future__ import annotations
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the spacetime CLI does (docs/architecture.md)
 
 import argparse
 import csv

@@ -22,7 +22,9 @@ Single-core comparison, as in ``temporal_attention.md``::
     OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/temporal_attention.py --clock cpu --micro
 """
 
-from __future__ import annotations
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the spacetime CLI does (docs/architecture.md)
 
 import argparse
 import csv

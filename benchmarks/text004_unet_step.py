@@ -1,5 +1,6 @@
-"""Text 004's training step on its U-Net (``spacetime.compat.FactorizedVideoUNet``): spacetime's explicit
-softmax (``math`` backend) vs its default path.
+"""Text 004's U-Net training step: spacetime's explicit softmax (``math`` backend) vs its default path.
+
+The network is ``spacetime.compat.FactorizedVideoUNet`` with the text's weights layout.
 
 Each backend runs in a fresh subprocess (so peak RSS is its own): the text's step (cosine schedule
 with 500 steps, random timesteps, epsilon MSE, Adam 2e-4) on ``create_dataset`` videos, a warm-up
@@ -11,11 +12,12 @@ to ``benchmarks/text004_unet_step.json``.
     python benchmarks/text004_unet_step.py --batch 4 --steps 2                  # quicker
 """
 
-from __future__ import annotations
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the spacetime CLI does (docs/architecture.md)
 
 import argparse
 import json
-import os
 import platform
 import resource
 import statistics
@@ -85,7 +87,7 @@ def main(argv=None) -> int:
         print(json.dumps(worker(args)))
         return 0
 
-    from spacetime.bench.measure import matmul_rate
+    from spacetime.measure import matmul_rate
 
     rate = matmul_rate()
     print(f"fp32 matmul rate: {rate:.0f} GFLOP/s (2048x2048 torch.mm)", flush=True)

@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "spacetime"
 #: each part of the package and its place in the layer order: a module imports only from lower places
 #: (or from its own part); parts on one place do not import each other
 LEVELS = {
-    "checks": 0, "io": 0,
+    "checks": 0, "io": 0, "measure": 0,
     "config": 1,
     "ops": 2,
     "layers": 3,

@@ -1,10 +1,13 @@
 """Benchmark cases: every case runs, and the peers compute the same attention as spacetime."""
 
+import math
+
 import pytest
 import torch
 
-from spacetime.bench.cases import PATTERN_NAMES, Case, available_peers, peer_supports
+from spacetime.bench.cases import PATTERN_NAMES, Case, available_peers, measure_memory_in_child, peer_supports
 from spacetime.layers.attention import FactorizedAttention, MHAStyleAttention, SpaceTimeAttention
+from spacetime.measure import memory_supported
 
 SHAPE = [2, 3, 4, 5, 16, 2]
 OPTS = {"window": (2, 3, 3), "local": 1, "cross": 1}
@@ -78,3 +81,27 @@ def test_diffusers_peer_computes_the_same_attention(name):
         for layer in layers:
             expected = layer(expected)
         torch.testing.assert_close(case.module(x), expected, rtol=1e-4, atol=1e-5)
+
+
+needs_proc = pytest.mark.skipif(not memory_supported(), reason="peak memory needs Linux /proc")
+
+
+@needs_proc
+def test_child_memory_tracks_the_score_matrix():
+    # joint attention on the math backend holds scores and probabilities: 2 heads x 1024^2 fp32 each
+    spec = {"impl": "op", "pattern": "joint", "backend": "math", "shape": [1, 4, 16, 16, 64, 2],
+            "options": {}, "modes": ["fwd"]}
+    small = dict(spec, shape=[1, 1, 16, 16, 64, 2])
+    big, tiny = measure_memory_in_child([spec, small])
+    score = 2 * 1024**2 * 4
+    assert 1.5 * score < big["fwd"] < 4 * score
+    assert tiny["fwd"] < big["fwd"] / 8  # 16x fewer pairs
+
+
+@needs_proc
+def test_child_reports_a_broken_case_without_losing_the_others():
+    good = {"impl": "op", "pattern": "spatial", "backend": "sdpa", "shape": [1, 2, 4, 4, 8, 2], "modes": ["fwd"]}
+    bad = dict(good, backend="nope")
+    out = measure_memory_in_child([bad, good])
+    assert "backend must be one of" in out[0]["error"]
+    assert math.isfinite(out[1]["fwd"])

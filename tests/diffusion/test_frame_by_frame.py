@@ -236,6 +236,9 @@ def test_demo_recipe_is_a_valid_next_frame_config_and_the_demo_runs_end_to_end(t
     assert videos.shape == (2, 1, 4, 16, 16)
     config = json.loads((tmp_path / "demo" / "samples" / "sample_config.json").read_text())
     assert config["context_frames"] == 2 and config["sampler"] == "ddpm"
+    record = json.loads((tmp_path / "demo" / "demo.json").read_text())  # what the run was, and on what machine
+    assert record["steps"] == 2 and record["num_videos"] == 2 and record["machine"]["matmul_gflops"] > 0
+    assert f"fp32 matmul {record['machine']['matmul_gflops']:.0f} GFLOP/s" in out
 
 
 def test_train_processes_runs_data_parallel_workers_and_checks_its_arguments(tmp_path):

@@ -15,7 +15,7 @@ it), ``explicit`` (text 004's explicit ``softmax(q k^T) v``) and, when installed
 (the ``Attention`` module its temporal transformer uses).
 
 ``python -m spacetime.bench.cases --memory`` reads a list of specs on stdin and prints their
-peak memory (see :mod:`spacetime.bench.measure`); ``spacetime bench`` starts it.
+peak memory (see :mod:`spacetime.measure`); ``spacetime bench`` starts it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from __future__ import annotations
 import gc
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 
 import torch
@@ -30,13 +32,13 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..layers.attention import FactorizedAttention, SpaceTimeAttention
+from ..measure import peak_memory_growth
 from ..ops.attention import available_backends
 from ..ops.patterns import CrossFrame, Joint, Pattern, Spatial, Temporal, Window
 from .cost import VideoShape
-from .measure import peak_memory_growth
 
 __all__ = ["PATTERN_NAMES", "IMPLS", "PEERS", "DEFAULT_OPTIONS", "make_patterns", "peer_supports", "Case",
-           "available_peers"]
+           "available_peers", "measure_memory_in_child"]
 
 PATTERN_NAMES = ("spatial", "temporal", "causal", "local", "factorized", "joint", "window", "shifted", "cross_frame")
 PEERS = ("mha", "explicit", "diffusers")
@@ -206,6 +208,29 @@ class Case:
         if self.grad is None or self.grad.shape != out.shape:
             self.grad = torch.randn_like(out)
         out.backward(self.grad)
+
+
+def measure_memory_in_child(specs: list[dict], *, threads: int | None = None, timeout: float = 600.0) -> list[dict]:
+    """Measure peak memory of each case spec (see above) in one fresh child.
+
+    Returns one dict per spec: ``{"fwd": bytes, "fwdbwd": bytes}`` for the modes the spec asks
+    for (NaN where unsupported or where the child failed; ``"error"`` says why).
+    """
+    if not specs:
+        return []
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spin-waiting threads on a shared machine
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    cmd = [sys.executable, "-m", "spacetime.bench.cases", "--memory"]
+    try:
+        done = subprocess.run(cmd, input=json.dumps(specs), capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return [{"error": f"memory child timed out after {timeout:.0f} s"} for _ in specs]
+    if done.returncode != 0:
+        tail = (done.stderr or "").strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        return [{"error": f"memory child failed: {tail[0]}"} for _ in specs]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _memory_main() -> int:

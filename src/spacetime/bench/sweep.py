@@ -18,10 +18,20 @@ import torch
 from tqdm.auto import tqdm
 
 from ..io.files import atomic_write_csv
+from ..measure import matmul_rate, memory_supported, time_call
 from ..ops.attention import available_backends
-from .cases import DEFAULT_OPTIONS, IMPLS, PATTERN_NAMES, PEERS, Case, available_peers, make_patterns, peer_supports
+from .cases import (
+    DEFAULT_OPTIONS,
+    IMPLS,
+    PATTERN_NAMES,
+    PEERS,
+    Case,
+    available_peers,
+    make_patterns,
+    measure_memory_in_child,
+    peer_supports,
+)
 from .cost import VideoShape, layer_cost
-from .measure import matmul_rate, measure_memory_in_child, memory_supported, time_call
 
 __all__ = ["BenchConfig", "run_sweep", "write_csv", "read_csv", "config_dict", "CSV_FIELDS", "available_memory"]
 

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 import typing
 from pathlib import Path
@@ -22,7 +23,8 @@ import torch
 
 from ..config import read_config_file
 from ..data.bouncing import create_dataset
-from ..io.files import atomic_write_npy
+from ..io.files import atomic_write_npy, atomic_write_text
+from ..measure import matmul_rate
 from ..models.video_unet import PRESETS
 from .config import CLIP_ENDS, DATA_KINDS, DEMO_CONFIG, LR_DECAYS, TrainConfig
 from .evaluate import evaluate_camera, evaluate_videos, format_camera_report, format_report
@@ -165,6 +167,12 @@ def _run_eval(args) -> int:
     return 0
 
 
+def _machine() -> dict:
+    """What a timing depends on: cores, threads, torch, and the fp32 matmul rate measured now."""
+    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "matmul_gflops": round(matmul_rate(), 1)}
+
+
 def _run_demo(args) -> int:
     out = Path(args.out)
     start = time.perf_counter()
@@ -174,9 +182,11 @@ def _run_demo(args) -> int:
     if unet.motion_head:
         kind += f", motion head of {unet.motion_head} px"
     width = "/".join(map(str, unet.channels))
+    machine = _machine()
     print(f"spacetime demo: a video diffusion model ({cfg.model} VideoUNet, {width} channels, {kind}) trained from "
           f"scratch on bouncing disks ({cfg.frames}x{cfg.size}x{cfg.size}), {cfg.steps} steps or {cfg.time_limit} "
-          f"minutes, then {cfg.num_samples} samples scored for physical plausibility.", flush=True)
+          f"minutes, then {cfg.num_samples} samples scored for physical plausibility. This machine: "
+          f"{machine['cpu_count']} cores, fp32 matmul {machine['matmul_gflops']:.0f} GFLOP/s.", flush=True)
     procs = args.procs or _default_procs()
     summary = train_processes(cfg, out / "train", procs=procs, resume=args.resume, progress=_progress(args))
     t_train = time.perf_counter() - start
@@ -187,10 +197,16 @@ def _run_demo(args) -> int:
     report = evaluate_videos(out / "samples" / "samples.npy", digit_size=cfg.digit_size)
     print("[3/3] plausibility of the samples:\n" + format_report(report))
     total = time.perf_counter() - start
+    record = {"command": "spacetime " + " ".join(sys.argv[1:]), "machine": machine, "procs": procs,
+              "steps": summary["step"], "train_seconds": round(t_train, 1),
+              "sample_seconds": result["config"]["seconds"], "wall_seconds": round(total, 1),
+              "plausible_fraction": report["plausible_fraction"], "num_videos": report["num_videos"]}
+    atomic_write_text(out / "demo.json", json.dumps(record, indent=2) + "\n")
     print(f"\ndone in {total / 60:.1f} min. Outputs:\n  loss curve   {out / 'train' / 'loss.png'}\n"
           f"  training log {out / 'train' / 'log.csv'}\n  checkpoint   {summary.get('checkpoint')}\n"
           f"  sample grid  {result['paths']['grid']}\n  videos       {out / 'samples'}/video_*.gif|mp4\n"
-          f"  array        {result['paths']['npy']}\n  eval report  {report['report_path']}")
+          f"  array        {result['paths']['npy']}\n  eval report  {report['report_path']}\n"
+          f"  run record   {out / 'demo.json'}")
     return 0
 
 

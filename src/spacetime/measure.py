@@ -1,7 +1,6 @@
-"""Measurement primitives shared by ``spacetime bench`` and ``benchmarks/attention.py``.
-
-One place for: wall-clock timing (median of repeats after warm-up), the machine's fp32 matmul
-rate, and peak memory.
+"""Measurement primitives: wall-clock timing (median of repeats after warm-up), the machine's fp32
+matmul rate, and peak memory. ``spacetime bench``, ``spacetime demo`` and the scripts in
+``benchmarks/`` measure with them, and every figure they report comes with the matmul rate.
 
 Peak memory on CPU: torch keeps no CPU allocator statistics, so we measure the process's peak
 resident set (``VmHWM`` in ``/proc/self/status``, Linux). The measurement runs in a fresh child
@@ -15,12 +14,8 @@ memory columns are left empty (NaN), never guessed.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +28,6 @@ __all__ = [
     "matmul_rate",
     "memory_supported",
     "peak_memory_growth",
-    "measure_memory_in_child",
 ]
 
 _STATUS = "/proc/self/status"
@@ -108,33 +102,10 @@ def peak_memory_growth(fn: Callable[[], object]) -> float:
     """Bytes by which the peak resident set of this process grows while ``fn()`` runs.
 
     Resets the peak first (``clear_refs``). Meaningful in a process started as
-    :func:`measure_memory_in_child` starts one; returns NaN where ``/proc`` is unavailable.
+    :func:`spacetime.bench.cases.measure_memory_in_child` starts one; returns NaN where ``/proc`` is unavailable.
     """
     if not memory_supported():
         return math.nan
     before = _status_kib("VmRSS")
     fn()
     return max(0, _status_kib("VmHWM") - before) * 1024.0
-
-
-def measure_memory_in_child(specs: list[dict], *, threads: int | None = None, timeout: float = 600.0) -> list[dict]:
-    """Measure peak memory of each case spec (see :mod:`spacetime.bench.cases`) in one fresh child.
-
-    Returns one dict per spec: ``{"fwd": bytes, "fwdbwd": bytes}`` for the modes the spec asks
-    for (NaN where unsupported or where the child failed; ``"error"`` says why).
-    """
-    if not specs:
-        return []
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spin-waiting threads on a shared machine
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = str(threads)
-    cmd = [sys.executable, "-m", "spacetime.bench.cases", "--memory"]
-    try:
-        done = subprocess.run(cmd, input=json.dumps(specs), capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return [{"error": f"memory child timed out after {timeout:.0f} s"} for _ in specs]
-    if done.returncode != 0:
-        tail = (done.stderr or "").strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
-        return [{"error": f"memory child failed: {tail[0]}"} for _ in specs]
-    return json.loads(done.stdout.strip().splitlines()[-1])
