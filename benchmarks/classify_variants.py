@@ -5,8 +5,9 @@
 
 Each run is `spacetime classify train` with the settings below (fresh synthetic clips every step,
 1024 fixed test clips); the `divided` runs are then evaluated on 16-frame clips of the same
-motion (`spacetime classify eval RUN --frames 16`). Wall times depend on the machine's load,
-which the table records (1-minute load average before and after each run).
+motion (`spacetime classify eval RUN --frames 16`). Wall times depend on the machine and its load,
+which the table records (the fp32 matmul rate measured at the start, the 1-minute load average
+before and after each run).
 """
 
 import os
@@ -24,6 +25,7 @@ import torch
 
 from spacetime.classify import ClassifyConfig, evaluate_checkpoint, train
 from spacetime.io.files import atomic_write_csv, atomic_write_text
+from spacetime.measure import matmul_rate
 
 #: (run name, config overrides, evaluate at 16 frames)
 RUNS = [
@@ -58,6 +60,7 @@ def main(argv=None) -> int:
         atomic_write_text(Path(args.out) / "classify.md", _markdown(rows, args, "python benchmarks/classify_variants.py"))
         return 0
     torch.set_num_threads(args.threads)
+    args.matmul_gflops = round(matmul_rate(), 1)
     steps = 4 if args.quick else args.steps
     rows = []
     for name, overrides, long_eval in RUNS:
@@ -95,7 +98,8 @@ def _markdown(rows, args, cmd: str) -> str:
         "# Video classification: which attention sees motion",
         "",
         f"Made by `{cmd}` ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__}, {args.threads} threads).",
+        f"torch {torch.__version__}, {args.threads} threads, fp32 matmul "
+        f"{getattr(args, 'matmul_gflops', 'not recorded')} GFLOP/s).",
         "",
         "Task: `spacetime.data.motion_task.MotionTask`: is the disk moving left or right? Any single frame, and the",
         "frames as an unordered set, look the same for both classes, so chance is 50%. Model: the `micro` preset",

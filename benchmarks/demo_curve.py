@@ -2,8 +2,10 @@
 
 Every ``--every``-th checkpoint of the run (and its last) is sampled as the demo samples (its own
 sampler, steps, motion temperature and seed; 32 videos) and scored by ``spacetime eval``'s
-detector; the minutes are the run's training clock at that step (``train/log.csv``). Writes
-``<name>.csv`` and ``<name>.png`` to ``--out`` (default ``benchmarks/motion/demo_runs``).
+detector; the minutes are the run's training clock at that step (``train/log.csv``), on the
+machine whose fp32 matmul rate the run recorded in ``demo.json`` (the ``matmul_gflops`` column;
+empty for runs older than that file). Writes ``<name>.csv`` and ``<name>.png`` to ``--out``
+(default ``benchmarks/motion/demo_runs``).
 
     python benchmarks/demo_curve.py runs/r7f-2x-s0 --every 2 --jobs 2
 """
@@ -57,16 +59,18 @@ def main(argv=None) -> int:
     with open(train / "log.csv") as f:
         clock = {int(r["step"]): float(r["seconds"]) for r in csv.DictReader(f)}
     seed = args.seed if args.seed is not None else json.loads((train / "config.json").read_text())["seed"]
+    record = args.run / "demo.json"
+    rate = json.loads(record.read_text())["machine"]["matmul_gflops"] if record.is_file() else ""
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(score, [str(c) for c in chosen], [seed] * len(chosen)))
     for r in rows:  # the training clock at the logged step nearest to the checkpoint's
         nearest = min(clock, key=lambda s: abs(s - r["step"]))
-        r["minutes"] = round(clock[nearest] / 60, 2)
+        r["minutes"], r["matmul_gflops"] = round(clock[nearest] / 60, 2), rate
         print(f"step {r['step']:>6}  {r['minutes']:6.2f} min  plausible {r['plausible']:.3f}", flush=True)
     name = args.name or args.run.name
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / f"{name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "minutes", "plausible", "one_disk_frames"])
+        writer = csv.DictWriter(f, fieldnames=["step", "minutes", "plausible", "one_disk_frames", "matmul_gflops"])
         writer.writeheader()
         writer.writerows(rows)
     import matplotlib

@@ -24,6 +24,9 @@ Per evaluation it appends a row to ``benchmarks/motion/<variant>-s<seed>.csv``:
                           to 0 is the noise range in which the model loses the motion.
     copies                with a fixed training set (``num_videos``): the fraction of sampled videos whose
                           disk positions all lie within 1 px of one training video's (memorisation)
+    sample_seconds        seconds to sample the videos scored
+    matmul_gflops         the fp32 matmul rate of this process (its threads) when the run started: the
+                          machine the minutes, steps and seconds were measured on (empty in older CSVs)
 
 and redraws ``benchmarks/motion/curves.png`` (scores vs minutes) and ``steps.png`` (trajectory
 recovery vs optimizer steps) from every CSV in that folder, and ``demo.png`` from the ``demo*`` CSVs.
@@ -53,7 +56,7 @@ from spacetime.diffusion.config import DEMO_CONFIG
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "motion"
 FIELDS = ["variant", "seed", "minutes", "step", "loss", "plausible", "frame_score", "motion_score", "prefix_score",
-          "sample_seconds", "kept_15", "kept_25", "copies", "continued"]
+          "sample_seconds", "kept_15", "kept_25", "copies", "continued", "matmul_gflops"]
 REQUIRED = FIELDS[:10]  # CSVs written before the trajectory-recovery columns lack the last two
 
 #: the demo's recipe when the ablations began (rounds 1 and 2): the base every variant below changes
@@ -304,7 +307,9 @@ def run_variant(name: str, minutes: float, every: float, samples: int, sample_st
     from spacetime.diffusion.config import TrainConfig
     from spacetime.diffusion.sample import sample_videos
     from spacetime.diffusion.train import load_model, train
+    from spacetime.measure import matmul_rate
 
+    rate = round(matmul_rate(), 1)
     base = DEMO_CONFIG if name.startswith("demo") else BASE
     values = {**base, **VARIANTS[name][1], "seed": seed, "time_limit": minutes}
     cfg = TrainConfig.from_dict(values)
@@ -332,7 +337,7 @@ def run_variant(name: str, minutes: float, every: float, samples: int, sample_st
                "kept_15": "" if cfg.context_frames else trajectory_recovery(model, cfg, -1.5, detector),
                "kept_25": "" if cfg.context_frames else trajectory_recovery(model, cfg, -2.5, detector),
                "copies": copies(videos[:, 0].numpy(), cfg, detector),
-               "continued": continuation(model, cfg, detector, steps=sample_steps)}
+               "continued": continuation(model, cfg, detector, steps=sample_steps), "matmul_gflops": rate}
         rows.append(row)
         _write_csv(rows, csv_path)
         plot(out_dir)

@@ -41,7 +41,7 @@ from .io.checkpoint import CheckpointError, latest_checkpoint, load_state, load_
 from .io.files import atomic_write_csv, atomic_write_text, save_figure
 
 __all__ = ["process_group", "local_device", "run_processes", "cosine_lr", "set_lr", "optimizer_step", "update_ema", "Clock", "Meter",
-           "TrainLog", "plot_curve", "resume_checkpoint", "load_trained", "progress_bar", "ranks_agree"]
+           "TrainLog", "plot_curve", "resume_checkpoint", "load_trained", "show_progress", "progress_bar", "ranks_agree"]
 
 
 # --- processes ---------------------------------------------------------------------------------------
@@ -254,12 +254,17 @@ def plot_curve(rows: list[dict], path, key: str = "loss", ylabel: str = "MSE", t
     return save_figure(fig, path)
 
 
+def show_progress(progress: bool | None, rank: int = 0) -> bool:
+    """Whether to draw progress bars: on rank 0 only, and for ``progress=None`` only when stderr is a terminal."""
+    return rank == 0 and (sys.stderr.isatty() if progress is None else bool(progress))
+
+
 def progress_bar(total: int, initial: int, desc: str, progress: bool | None, rank: int = 0):
-    """A tqdm bar on rank 0; ``progress=None`` shows it only when stderr is a terminal."""
+    """A tqdm bar of ``total`` steps, drawn as :func:`show_progress` says."""
     from tqdm import tqdm
 
-    quiet = rank != 0 or (not sys.stderr.isatty() if progress is None else not progress)
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=quiet, dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not show_progress(progress, rank),
+                dynamic_ncols=True)
 
 
 # --- checkpoints -------------------------------------------------------------------------------------

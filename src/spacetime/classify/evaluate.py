@@ -8,7 +8,6 @@ checkpoint on its own test data (or other data, or another clip length) and writ
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from torch import Tensor
 from ..data.motion_task import MotionTask
 from ..io.files import atomic_write_text, save_figure
 from ..models.classifier import VideoTransformer
-from ..training import load_trained
+from ..training import load_trained, show_progress
 from .config import ClassifyConfig
 from .data import ClassifyData, normalize
 
@@ -92,8 +91,7 @@ def evaluate_checkpoint(checkpoint, data: str | None = None, frames: int | None 
     videos, labels, classes = _test_clips(cfg, data or cfg.data, frames, test_size or cfg.test_size)
     if classes != meta["classes"]:
         raise ValueError(f"the data's classes {classes} differ from the checkpoint's {meta['classes']}")
-    quiet = not sys.stderr.isatty() if progress is None else not progress
-    accuracy, confusion = evaluate(model, videos, labels, len(classes), progress=not quiet)
+    accuracy, confusion = evaluate(model, videos, labels, len(classes), progress=show_progress(progress))
     checkpoint = Path(checkpoint)
     out_dir = Path(out_dir) if out_dir is not None else (checkpoint if checkpoint.is_dir() else checkpoint.parent)
     name = f"eval_T{frames}"

@@ -7,7 +7,6 @@ way its run's config says (what ``spacetime sample`` and ``spacetime demo`` do).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ..checks import int_in, number_in, positive_int
 from ..io.checkpoint import CheckpointError, latest_checkpoint, step_checkpoints
 from ..io.files import atomic_write_npy, atomic_write_text
 from ..io.video import write_gif, write_grid_png, write_mp4
+from ..training import progress_bar
 from .config import TrainConfig
 from .schedules import make_scheduler, predicted_x0
 from .train import load_model
@@ -52,8 +52,6 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
     is made with the logits divided by this; below 1 each step leans on the likeliest move, so a frame
     is drawn from the motion the model favours rather than from the average of the ones it still allows.
     """
-    from tqdm import tqdm
-
     for name, value in (("num_videos", num_videos), ("steps", steps), ("batch_size", batch_size)):
         positive_int(name, value)
     if len(shape) != 4:
@@ -67,11 +65,10 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
     gen = torch.Generator().manual_seed(seed)
     model.eval()
     rounds = shape[1] - first.shape[2] if next_frame else 1
-    quiet = not sys.stderr.isatty() if progress is None else not progress
     total = -(-num_videos // batch_size) * steps * rounds
     desc = f"sample ({sampler}, {steps} steps{' per frame' if next_frame else ''})"
     out = []
-    with tqdm(total=total, desc=desc, disable=quiet, unit="step") as bar:
+    with progress_bar(total, 0, desc, progress) as bar:
         for start in range(0, num_videos, batch_size):
             n = min(batch_size, num_videos - start)
             extra = {} if cameras is None else {"cameras": cameras[start:start + n]}
