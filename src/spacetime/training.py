@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm import tqdm
 
 from .checks import positive_int
 from .config import Config
@@ -91,8 +92,6 @@ def run_processes(train: Callable[..., dict], config: Config, out_dir, procs: in
 
 
 def _worker(rank: int, train, procs: int, port: int, config, out_dir: str, kwargs: dict) -> None:
-    from tqdm import tqdm
-
     tqdm.set_lock(threading.RLock())  # tqdm's default lock is a multiprocessing semaphore, leaked by the exit below
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(procs))
@@ -261,8 +260,6 @@ def show_progress(progress: bool | None, rank: int = 0) -> bool:
 
 def progress_bar(total: int, initial: int, desc: str, progress: bool | None, rank: int = 0):
     """A tqdm bar of ``total`` steps, drawn as :func:`show_progress` says."""
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not show_progress(progress, rank),
                 dynamic_ncols=True)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from ..data.motion_task import MotionTask
 from ..io.files import atomic_write_text, save_figure
@@ -35,8 +36,6 @@ def evaluate(model: VideoTransformer, videos: Tensor, labels: Tensor, num_classe
              batch_size: int = 128, progress: bool = False) -> tuple[float, Tensor]:
     """``(accuracy, confusion)`` of ``model`` on clips in ``[0, 1]``; ``confusion[i, j]`` counts class ``i``
     predicted ``j``."""
-    from tqdm import tqdm
-
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)

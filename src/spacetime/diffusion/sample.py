@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import int_in, number_in, positive_int
+from ..data.camera_pan import camera_path, cameras_from_positions, positions_from_cameras, reverse_positions
 from ..io.checkpoint import CheckpointError, latest_checkpoint, step_checkpoints
 from ..io.files import atomic_write_npy, atomic_write_text
 from ..io.video import write_gif, write_grid_png, write_mp4
@@ -240,8 +241,6 @@ def guide_checkpoint(path: Path, step: int, fraction: float) -> Path:
 
 def _camera_request(spec, frames: int, num: int, speed: float, reverse: bool) -> Tensor:
     """``(num, T, 6)`` cameras from a preset name or a JSON path, optionally reversed."""
-    from ..data.camera_pan import camera_path, cameras_from_positions, positions_from_cameras, reverse_positions
-
     cams = camera_path(spec, frames, speed=speed)
     if reverse:
         cams = cameras_from_positions(reverse_positions(positions_from_cameras(cams)))

@@ -22,6 +22,9 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from ..checks import one_of, positive_int
 from ..data.bouncing import BouncingDisks
+from ..data.camera_pan import CameraPans
+from ..data.moving_mnist import MovingMNIST
+from ..data.video_folder import VideoFolder
 from ..io.checkpoint import save_step_checkpoint
 from ..models.video_unet import VideoUNet
 from ..training import (
@@ -58,16 +61,10 @@ def make_dataset(cfg: TrainConfig) -> Dataset:
     if cfg.data == "disks":
         return BouncingDisks(num_frames=cfg.frames, size=cfg.size, digit_size=cfg.digit_size, seed=cfg.seed, **length)
     if cfg.data == "camera":
-        from ..data.camera_pan import CameraPans
-
         return CameraPans(num_frames=cfg.frames, size=cfg.size, channels=cfg.channels, max_speed=cfg.max_speed,
                           seed=cfg.seed, **length)
     if cfg.data == "mnist":
-        from ..data.moving_mnist import MovingMNIST
-
         return MovingMNIST(cfg.data_path, num_frames=cfg.frames, size=cfg.size)
-    from ..data.video_folder import VideoFolder
-
     return VideoFolder(cfg.data_path, num_frames=cfg.frames, size=cfg.size, grayscale=cfg.channels == 1)
 
 

@@ -6,9 +6,13 @@ partial file.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_csv", "atomic_write_npy", "save_figure"]
 
@@ -61,9 +65,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def save_figure(fig, path, dpi: int = 100) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
-    import io
-
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loaded on first use: it is slow to import
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
@@ -73,9 +75,6 @@ def save_figure(fig, path, dpi: int = 100) -> Path:
 
 def atomic_write_csv(path: str | os.PathLike, rows, fields) -> Path:
     """Write ``rows`` (dicts) as CSV with the header ``fields`` atomically; missing keys are left empty."""
-    import csv
-    import io
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(fields), restval="", extrasaction="ignore")
     writer.writeheader()
@@ -85,10 +84,6 @@ def atomic_write_csv(path: str | os.PathLike, rows, fields) -> Path:
 
 def atomic_write_npy(path: str | os.PathLike, array) -> Path:
     """Write an array (numpy, or anything ``np.asarray`` takes) as ``.npy`` atomically."""
-    import io
-
-    import numpy as np
-
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(array), allow_pickle=False)
     return atomic_write_bytes(path, buffer.getvalue())
