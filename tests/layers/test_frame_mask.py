@@ -120,7 +120,7 @@ def test_bad_frame_masks_are_clear_errors():
 
 def test_pattern_without_mask_support_refuses_one():
     class Custom(Pattern):
-        def _attend(self, q, k, v, *, backend, dropout_p):
+        def _attend(self, q, k, v, attend):
             return v
 
     q = torch.randn(1, 2, 2, 2, 1, 4)

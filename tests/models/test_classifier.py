@@ -163,3 +163,40 @@ def test_torch_compile_fullgraph():
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(compiled(x, frame_mask=mask), model(x, frame_mask=mask), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["divided", "joint"])
+def test_class_token_in_the_sequence(variant):
+    model = make(variant=variant, pool="token", time_encoding="learned").eval()
+    x = torch.randn(2, 2, 4, 8, 8)
+    tokens = model.forward_tokens(x)
+    assert tokens.shape == (2, 1 + 4 * 2 * 2, 16)
+    torch.testing.assert_close(model.forward_features(x), tokens[:, 0])  # the normed class token is the read-out
+    model.train()
+    model(x).square().sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing and model.cls_token.grad.abs().sum() > 0
+
+
+def test_flat_positions_norm_eps_and_no_head():
+    model = make(variant="joint", space_encoding="flat", num_classes=0, norm_eps=1e-12, final_norm_eps=1e-6,
+                 act="gelu_tanh", pool="mean")
+    assert model.config.time_kind == "none" and model.time_embed is None
+    assert tuple(model.space_embed.weight.shape) == (4, 2, 2, 16)  # one table over (t, h, w) tokens
+    assert model.norm.eps == 1e-6 and model.blocks[0].norm_mlp.eps == 1e-12
+    x = torch.randn(2, 2, 4, 8, 8)
+    assert model(x).shape == (2, 16)  # no head: the pooled features
+    torch.testing.assert_close(model(x), model.forward_features(x))
+    assert model.forward_tokens(x).shape == (2, 16, 16)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"space_encoding": "flat", "time_encoding": "learned"}, "space_encoding='flat' .* carries time too"),
+    ({"variant": "factorized_encoder", "pool": "token"}, "pool='token' .* 'divided' and 'joint'"),
+    ({"num_classes": -1}, r"num_classes must be an int >= 0 \(0: no head\)"),
+    ({"act": "swish"}, "act must be one of"),
+    ({"norm_eps": 0}, "norm_eps must be a number > 0"),
+])
+def test_bad_new_configs(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make(**overrides)

@@ -6,11 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import float_tensor, one_of
 from ..ops.encodings import ROPE_AXES, apply_rotary, rope_at, rope_grid, rope_split
 from ..ops.layout import check_layout, check_video, from_channels_last, to_channels_last
 from ..ops.patterns import PATTERNS, Pattern, Spatial, Temporal, check_frame_mask
+from ..ops.prefix import PREFIX_MODES
 
-__all__ = ["SpaceTimeAttention", "MHAStyleAttention", "FactorizedAttention", "resolve_pattern", "check_heads"]
+__all__ = ["SpaceTimeAttention", "MHAStyleAttention", "FactorizedAttention", "resolve_pattern", "check_heads",
+           "check_tokens"]
 
 
 def resolve_pattern(pattern: Pattern | str) -> Pattern:
@@ -20,6 +23,14 @@ def resolve_pattern(pattern: Pattern | str) -> Pattern:
     if isinstance(pattern, str) and pattern in PATTERNS:
         return PATTERNS[pattern]()
     raise ValueError(f"pattern must be a Pattern instance or one of {sorted(PATTERNS)}; got {pattern!r}")
+
+
+def check_tokens(x, b: int, dim: int, name: str = "prefix") -> Tensor:
+    """A ``(b, p, dim)`` tensor of tokens beside a video grid (prefix tokens), checked."""
+    float_tensor(name, x, 3, form=f"a (b, p, dim) = ({b}, p, {dim}) tensor of tokens")
+    if x.shape[0] != b or x.shape[2] != dim or x.shape[1] < 1:
+        raise ValueError(f"{name} must be (b, p, dim) = ({b}, p >= 1, {dim}); got {tuple(x.shape)}")
+    return x
 
 
 def check_heads(dim: int, num_heads: int, head_dim: int | None = None) -> int:
@@ -58,6 +69,9 @@ class SpaceTimeAttention(nn.Module):
             head, see :func:`~spacetime.ops.encodings.rope_split`). Works with every pattern and
             any clip length.
         rope_base: the longest rotary period.
+        prefix_mode: how prefix tokens (``forward(..., prefix=...)``) are answered: ``"all"``, over
+            every token of the clip, or ``"mean"``, within each of the pattern's sequences and
+            averaged (TimeSformer's class token; :mod:`spacetime.ops.prefix`).
 
     Parameters: ``qkv`` (``dim -> 3 * heads * head_dim``, q/k/v then heads), ``proj``.
 
@@ -81,6 +95,7 @@ class SpaceTimeAttention(nn.Module):
         backend: str | None = None,
         rope: str | None = None,
         rope_base: float = 10000.0,
+        prefix_mode: str = "all",
         device=None,
         dtype=None,
     ):
@@ -96,6 +111,7 @@ class SpaceTimeAttention(nn.Module):
         self.pattern = resolve_pattern(pattern)
         self.layout = check_layout(layout)
         self.backend = backend
+        self.prefix_mode = one_of("prefix_mode", prefix_mode, PREFIX_MODES)
         self.attn_drop = float(attn_drop)
         factory = {"device": device, "dtype": dtype}
         self._build_projections(qkv_bias, factory)
@@ -121,17 +137,41 @@ class SpaceTimeAttention(nn.Module):
         out = self.forward_channels_last(to_channels_last(x, self.layout), frame_mask=frame_mask)
         return from_channels_last(out, self.layout).contiguous()
 
-    def forward_channels_last(self, x: Tensor, frame_mask: Tensor | None = None,
-                              positions: Tensor | None = None) -> Tensor:
+    def forward_channels_last(self, x: Tensor, frame_mask: Tensor | None = None, positions: Tensor | None = None,
+                              prefix: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """``(b, t, h, w, c)`` -> ``(b, t, h, w, c)`` without layout checks (for composing blocks).
 
         ``positions`` ``(b, t, h, w, 3)``: the (frame, row, column) rotary positions of the tokens
         instead of their grid indices (:func:`~spacetime.ops.encodings.rope_at`); needs ``rope``.
+        ``prefix`` ``(b, p, c)``: prefix tokens (a CLS token, registers) with the same projections,
+        no rotary position; every token sees them, and they are answered as ``prefix_mode`` says.
+        Returns ``(out, prefix_out)`` when a prefix is given.
         """
         b, t, h, w, _ = x.shape
-        qkv = self._project_qkv(x).view(b, t, h, w, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.unbind(dim=4)  # each (b, t, h, w, heads, d)
-        q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = self._qkv(x)  # each (b, t, h, w, heads, d)
+        q, k = self._rotate(q, k, positions)
+        drop = self.attn_drop if self.training else 0.0
+        extra = {"bias": bias} if (bias := self.attention_bias(t, h, w, x.device)) is not None else {}
+        if prefix is not None:
+            check_tokens(prefix, b, self.dim, "prefix")
+            extra.update(prefix=self._qkv(prefix), prefix_mode=self.prefix_mode)
+        out = self.pattern(q, k, v, backend=self.backend, dropout_p=drop, frame_mask=frame_mask, **extra)
+        out, prefix_out = out if prefix is not None else (out, None)
+        out = self.proj_drop(self._project_out(out.reshape(b, t, h, w, self.inner_dim)))
+        if frame_mask is not None:  # padded frames output zeros (not the projection's bias)
+            out = out.masked_fill(~frame_mask[:, :, None, None, None], 0.0)
+        if prefix is None:
+            return out
+        return out, self.proj_drop(self._project_out(prefix_out.reshape(b, -1, self.inner_dim)))
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(..., c)`` tokens -> q, k, v ``(..., heads, d)``, queries and keys normed (``qk_norm``)."""
+        q, k, v = self._project_qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).unbind(dim=-3)
+        return self.q_norm(q), self.k_norm(k), v
+
+    def _rotate(self, q: Tensor, k: Tensor, positions: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Rotary positions on ``(b, t, h, w, heads, d)`` queries and keys: the grid's, or ``positions``."""
+        b, t, h, w = q.shape[:4]
         if positions is not None:
             if self.rope is None:
                 raise ValueError("positions set the rotary positions of the tokens: build the layer with rope='t' or "
@@ -140,16 +180,16 @@ class SpaceTimeAttention(nn.Module):
                 raise ValueError(f"positions must have shape (b, t, h, w, 3) = {(b, t, h, w, 3)}; "
                                  f"got {tuple(positions.shape)}")
             cos, sin = rope_at(positions, self.head_dim, self.rope, base=self.rope_base)  # (b, t, h, w, 1, d)
-            q, k = apply_rotary(q, cos, sin, self.rope_parts), apply_rotary(k, cos, sin, self.rope_parts)
         elif self.rope is not None:  # cos, sin: (t, h, w, 1, d), broadcast over b and heads
-            cos, sin = rope_grid(t, h, w, self.head_dim, self.rope, base=self.rope_base, device=x.device)
-            q, k = apply_rotary(q, cos, sin, self.rope_parts), apply_rotary(k, cos, sin, self.rope_parts)
-        drop = self.attn_drop if self.training else 0.0
-        out = self.pattern(q, k, v, backend=self.backend, dropout_p=drop, frame_mask=frame_mask)
-        out = self.proj_drop(self._project_out(out.reshape(b, t, h, w, self.inner_dim)))
-        if frame_mask is not None:  # padded frames output zeros (not the projection's bias)
-            out = out.masked_fill(~frame_mask[:, :, None, None, None], 0.0)
-        return out
+            cos, sin = rope_grid(t, h, w, self.head_dim, self.rope, base=self.rope_base, device=q.device)
+        else:
+            return q, k
+        return apply_rotary(q, cos, sin, self.rope_parts), apply_rotary(k, cos, sin, self.rope_parts)
+
+    def attention_bias(self, t: int, h: int, w: int, device=None) -> Tensor | None:
+        """An additive ``(heads, n, m)`` bias on the scores of the pattern's sequences (``None``: none). Layers
+        with a relative-position bias (Swin's windows) override this."""
+        return None
 
     def extra_repr(self) -> str:
         rope = f", rope={self.rope!r}" if self.rope is not None else ""

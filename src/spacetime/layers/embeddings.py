@@ -4,8 +4,9 @@
     non-overlapping ``(tt, ph, pw)`` tubes of pixels -> one token each (ViViT's tubelet
     embedding; ``tt = 1`` is per-frame patches as in TimeSformer).
 ``PositionEmbedding``
-    an additive encoding over one axis (time) or two (rows, columns): ``"learned"`` (a table
-    resampled linearly when asked for another size) or ``"sinusoidal"`` (computed for any size).
+    an additive encoding over one axis (time), two (rows, columns) or three (a table over every
+    token of the clip, ViViT's and VideoMAE's): ``"learned"`` (a table resampled linearly when
+    asked for another size) or ``"sinusoidal"`` (computed for any size, one or two axes).
     Rotary encodings are not added to tokens: see ``SpaceTimeAttention(rope=...)``.
 ``SinusoidalTimeEmbed``
     text 004's embedding of diffusion timesteps: sinusoids, then a two-layer GELU MLP.
@@ -71,17 +72,17 @@ class TubeletEmbedding(nn.Module):
 
 
 class PositionEmbedding(nn.Module):
-    """Additive position encoding over a grid of one axis (time) or two (rows, columns).
+    """Additive position encoding over a grid of one axis (time), two (rows, columns) or three (all).
 
     Args:
         dim: channels of the tokens it is added to.
-        size: the grid it is built for: ``T`` or ``(H, W)``. A learned table has this size and is
-            resampled for any other; a sinusoidal one is computed for any size.
+        size: the grid it is built for: ``T``, ``(H, W)`` or ``(T, H, W)``. A learned table has this
+            size and is resampled for any other; a sinusoidal one is computed for any size.
         kind: ``"learned"`` (trunc-normal init, std 0.02, as timm) or ``"sinusoidal"``.
         base: longest sinusoidal period.
 
     ``forward(*sizes, device=None)`` returns ``(*sizes, dim)``: ``emb(t)`` is ``(t, dim)``, ``emb(h, w)`` is
-    ``(h, w, dim)``. The 2-D sinusoidal code puts rows in the first half of the channels and
+    ``(h, w, dim)``, ``emb(t, h, w)`` is ``(t, h, w, dim)``. The 2-D sinusoidal code puts rows in the first half of the channels and
     columns in the second (``dim`` divisible by 4). Parameters (learned only): ``weight``.
     """
 
@@ -89,8 +90,9 @@ class PositionEmbedding(nn.Module):
         super().__init__()
         one_of("kind", kind, POSITION_KINDS)
         self.size = int_tuple("size", size, 1 if isinstance(size, int) else len(tuple(size)))
-        if len(self.size) not in (1, 2):
-            raise ValueError(f"size must be T or (H, W); got {self.size}")
+        if len(self.size) not in (1, 2, 3) or (len(self.size) == 3 and kind != "learned"):
+            raise ValueError(f"size must be T, (H, W), or (T, H, W) for a learned table; got {self.size} "
+                             f"for kind {kind!r}")
         if not isinstance(dim, int) or dim < 2 or (len(self.size) == 2 and kind == "sinusoidal" and dim % 4):
             need = "divisible by 4 (2-D sinusoidal)" if len(self.size) == 2 and kind == "sinusoidal" else "an int >= 2"
             raise ValueError(f"dim must be {need}; got {dim!r}")

@@ -17,13 +17,20 @@ token reads them out:
     TimeSformer's ``space_only``, it gets no time encoding: it sees the clip as an unordered set
     of frames, the baseline that shows whether a task needs time.
 
-The CLS token is a class-attention read-out (CaiT): after the blocks, one query token attends
-to itself and every token. Patch tokens never attend to it, which is what lets every attention
-pattern run unchanged on the ``(t, h, w)`` grid, and it keeps padded frames out of the read-out.
+Read-outs (``pool``): ``"cls"``, a class-attention read-out (CaiT): after the blocks, one query
+token attends to itself and every token; patch tokens never attend to it, which is what lets
+every attention pattern run unchanged on the ``(t, h, w)`` grid, and it keeps padded frames out of
+the read-out. ``"token"``, a class token in the sequence, as ViT, ViViT and TimeSformer have it: a
+prefix token every attention lets every token see (:mod:`spacetime.ops.prefix`); with ``divided``
+it skips the temporal attention and joins the spatial attention of every frame, averaged over
+frames (TimeSformer's rule); the tokens are normed, then the class token read. ``"mean"``, the
+mean of the tokens, then the norm (VideoMAE's).
 
 Time encodings: ``"learned"`` (a table for ``num_frames`` token frames, linearly resampled for
 other lengths), ``"sinusoidal"`` (any length), ``"rope"`` (rotary over frame index inside every
 attention layer; with ``space_encoding="rope"`` rotary over time, rows and columns) or ``"none"``.
+``space_encoding="flat"`` is one learned table over every token of the clip ``(t, h, w)`` (ViViT's
+and VideoMAE's position tables), which then carries time too.
 """
 
 from __future__ import annotations
@@ -35,22 +42,22 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from ..blocks.transformer import TransformerBlock
-from ..checks import int_tuple, number_in, one_of, positive_int
+from ..checks import int_at_least, int_tuple, number_in, one_of, positive_int
 from ..config import Config
 from ..layers.attention import check_heads
 from ..layers.embeddings import PositionEmbedding, TubeletEmbedding
-from ..layers.mlp import Mlp
-from ..ops.attention import attention
+from ..layers.mlp import ACTIVATIONS
+from ..layers.pooling import ClassAttentionPool
 from ..ops.layout import check_layout, check_video
 from ..ops.patterns import Joint, Spatial, Temporal, check_frame_mask
 from .base import Model
 
-__all__ = ["VideoTransformer", "VideoTransformerConfig", "ClassAttentionPool", "PRESETS", "VARIANTS"]
+__all__ = ["VideoTransformer", "VideoTransformerConfig", "PRESETS", "VARIANTS"]
 
 VARIANTS = ("divided", "joint", "factorized_encoder", "space_only")
 TIME_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
-SPACE_ENCODINGS = ("learned", "sinusoidal", "rope")
-POOLS = ("cls", "mean")
+SPACE_ENCODINGS = ("learned", "sinusoidal", "rope", "flat")
+POOLS = ("cls", "token", "mean")
 
 
 @dataclass
@@ -63,7 +70,9 @@ class VideoTransformerConfig(Config):
     ``temporal_depth`` is the temporal encoder of ``factorized_encoder``. ``rope_base`` is the
     longest rotary period (short clips and small grids use the rotation better with a base near
     their length than with the LLM default 10000). ``drop_path`` is the stochastic-depth rate of
-    the last block (linearly increasing from 0).
+    the last block (linearly increasing from 0). ``norm_eps`` is every LayerNorm's epsilon but the
+    final one's, ``final_norm_eps`` (``None``: the same); ``act`` the MLPs' activation.
+    ``num_classes=0`` builds no head: the model returns the pooled features.
     """
 
     num_classes: int = 400
@@ -87,12 +96,19 @@ class VideoTransformerConfig(Config):
     attn_drop: float = 0.0
     head_drop: float = 0.0
     layout: str = "bcthw"
+    norm_eps: float = 1e-5
+    final_norm_eps: float | None = None
+    act: str = "gelu"
 
     def __post_init__(self):
         self.image_size = int_tuple("image_size", self.image_size, 2, axes="(H, W)")
         self.tubelet = int_tuple("tubelet", self.tubelet, 3, axes="(tt, ph, pw)")
-        for name in ("num_classes", "in_channels", "num_frames", "dim", "depth", "temporal_depth"):
+        for name in ("in_channels", "num_frames", "dim", "depth", "temporal_depth"):
             positive_int(name, getattr(self, name))
+        int_at_least("num_classes", self.num_classes, 0, note=" (0: no head)")
+        number_in("norm_eps", self.norm_eps, 0, low_open=True)
+        number_in("final_norm_eps", self.final_norm_eps, 0, low_open=True, none_ok=True)
+        one_of("act", self.act, ACTIVATIONS)
         clip = (self.num_frames, *self.image_size)
         if any(n < p for n, p in zip(clip, self.tubelet)):
             raise ValueError(f"the clip (num_frames, H, W) = {clip} is shorter than the tubelet {self.tubelet} on "
@@ -115,13 +131,19 @@ class VideoTransformerConfig(Config):
                 "space_encoding='rope' is 3-D rotary over (t, h, w) and needs time_encoding='rope'; "
                 f"got time_encoding={self.time_encoding!r}"
             )
+        if self.space_encoding == "flat" and self.time_kind != "none":
+            raise ValueError("space_encoding='flat' is one table over (t, h, w) that carries time too: it needs "
+                             f"time_encoding=None or 'none'; got time_encoding={self.time_encoding!r}")
+        if self.pool == "token" and self.variant not in ("divided", "joint"):
+            raise ValueError(f"pool='token' (a class token in the sequence) is built for the 'divided' and 'joint' "
+                             f"variants; got variant={self.variant!r} (use pool='cls' or 'mean')")
 
     @property
     def time_kind(self) -> str:
         """The time encoding the model uses: ``time_encoding``, or the variant's own when that is ``None``."""
         if self.time_encoding is not None:
             return self.time_encoding
-        return "none" if self.variant == "space_only" else "learned"
+        return "none" if self.variant == "space_only" or self.space_encoding == "flat" else "learned"
 
     @property
     def rope(self) -> str | None:
@@ -138,40 +160,6 @@ PRESETS: dict[str, VideoTransformerConfig] = {
     "small": VideoTransformerConfig(dim=384, depth=12, num_heads=6, temporal_depth=4),
     "base": VideoTransformerConfig(dim=768, depth=12, num_heads=12, temporal_depth=4),
 }
-
-
-class ClassAttentionPool(nn.Module):
-    """A learned CLS token that reads a token sequence: ``(b, n, dim) -> (b, dim)``.
-
-    ``cls + attn(norm(cls), norm([cls; tokens]))`` then ``+ mlp(norm(.))``; the CLS token is one
-    of its own keys, so a clip whose tokens are all masked still gets a finite read-out.
-    Parameters: ``cls_token``, ``norm``, ``q``, ``kv``, ``proj``, ``norm_mlp``, ``mlp``.
-    """
-
-    def __init__(self, dim: int, num_heads: int, *, mlp_ratio: float = 4.0, qkv_bias: bool = True):
-        super().__init__()
-        self.num_heads, self.head_dim = num_heads, check_heads(dim, num_heads)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        self.norm = nn.LayerNorm(dim)
-        self.q = nn.Linear(dim, dim, bias=qkv_bias)
-        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.norm_mlp = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, mlp_ratio=mlp_ratio)
-
-    def forward(self, tokens: Tensor, token_mask: Tensor | None = None) -> Tensor:
-        b = tokens.shape[0]
-        cls = self.cls_token.expand(b, -1, -1)
-        u = self.norm(torch.cat([cls, tokens], dim=1))  # (b, 1 + n, dim)
-        q = rearrange(self.q(u[:, :1]), "b n (heads d) -> b heads n d", heads=self.num_heads)
-        k, v = rearrange(self.kv(u), "b n (two heads d) -> two b heads n d", two=2, heads=self.num_heads)
-        mask = None
-        if token_mask is not None:  # the CLS key is always there: (b, 1, 1, 1 + n)
-            mask = torch.cat([token_mask.new_ones(b, 1), token_mask], dim=1)[:, None, None, :]
-        out = rearrange(attention(q, k, v, mask=mask), "b heads 1 d -> b (heads d)")
-        x = cls[:, 0] + self.proj(out)
-        return x + self.mlp(self.norm_mlp(x))
 
 
 class VideoTransformer(Model):
@@ -193,32 +181,45 @@ class VideoTransformer(Model):
         c = config
         self.patch_embed = TubeletEmbedding(c.in_channels, c.dim, c.tubelet, layout=c.layout)
         grid = (c.image_size[0] // c.tubelet[1], c.image_size[1] // c.tubelet[2])
-        self.space_embed = PositionEmbedding(c.dim, grid, c.space_encoding) if c.space_encoding != "rope" else None
         frames = max(1, c.num_frames // c.tubelet[0])
+        flat = c.space_encoding == "flat"
+        self.space_embed = None if c.space_encoding == "rope" else \
+            PositionEmbedding(c.dim, (frames, *grid) if flat else grid, "learned" if flat else c.space_encoding)
         self.time_embed = (PositionEmbedding(c.dim, frames, c.time_kind)
                            if c.time_kind in ("learned", "sinusoidal") else None)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.dim)) if c.pool == "token" else None
+        self.blocks, self.temporal_blocks = self._build_blocks(c)
+        if c.variant == "factorized_encoder":
+            self.norm_space = nn.LayerNorm(c.dim, eps=c.norm_eps)
+        self.pool = ClassAttentionPool(c.dim, c.num_heads, mlp_ratio=c.mlp_ratio, qkv_bias=c.qkv_bias) \
+            if c.pool == "cls" else None
+        self.norm = nn.LayerNorm(c.dim, eps=c.norm_eps if c.final_norm_eps is None else c.final_norm_eps)
+        self.head_drop = nn.Dropout(c.head_drop)
+        self.head = nn.Linear(c.dim, c.num_classes) if c.num_classes else nn.Identity()
+        self.apply(_init_weights)
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
 
+    @staticmethod
+    def _build_blocks(c: VideoTransformerConfig) -> tuple[nn.ModuleList, nn.ModuleList]:
+        """The variant's transformer blocks, and the temporal encoder's (``factorized_encoder`` only)."""
         rates = torch.linspace(0, c.drop_path, c.depth + (c.temporal_depth if c.variant == "factorized_encoder" else 0))
         common = {"mlp_ratio": c.mlp_ratio, "qkv_bias": c.qkv_bias, "qk_norm": c.qk_norm, "attn_drop": c.attn_drop,
-                  "rope": c.rope, "rope_base": c.rope_base}
+                  "rope": c.rope, "rope_base": c.rope_base, "norm_eps": c.norm_eps, "act": c.act}
         patterns = {"divided": (Temporal(), Spatial()), "joint": (Joint(),), "factorized_encoder": (Spatial(),),
                     "space_only": (Spatial(),)}[c.variant]
-        self.blocks = nn.ModuleList(
+        if c.pool == "token" and c.variant == "divided":  # TimeSformer's class token: spatial attention only
+            common.update(sees_prefix=(False, True), prefix_mode="mean")
+        blocks = nn.ModuleList(
             TransformerBlock(c.dim, c.num_heads, patterns, drop_path=float(rates[i]), **common) for i in range(c.depth)
         )
-        self.temporal_blocks = nn.ModuleList()
+        temporal = nn.ModuleList()
         if c.variant == "factorized_encoder":
-            self.norm_space = nn.LayerNorm(c.dim)
-            self.temporal_blocks.extend(
+            temporal.extend(
                 TransformerBlock(c.dim, c.num_heads, (Temporal(),), drop_path=float(rates[c.depth + i]), **common)
                 for i in range(c.temporal_depth)
             )
-        self.pool = ClassAttentionPool(c.dim, c.num_heads, mlp_ratio=c.mlp_ratio, qkv_bias=c.qkv_bias) \
-            if c.pool == "cls" else None
-        self.norm = nn.LayerNorm(c.dim)
-        self.head_drop = nn.Dropout(c.head_drop)
-        self.head = nn.Linear(c.dim, c.num_classes)
-        self.apply(_init_weights)
+        return blocks, temporal
 
     def token_mask(self, frame_mask: Tensor | None, b: int, t: int, device=None) -> Tensor | None:
         """``(b, t)`` frame mask -> ``(b, t // tt)`` mask of token frames (validated)."""
@@ -234,23 +235,45 @@ class VideoTransformer(Model):
             )
         return per_tube[..., 0]
 
-    def forward_features(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
-        """``x -> (b, dim)``: the pooled clip representation before the head."""
+    def _encode(self, x: Tensor, frame_mask: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """``x -> (tokens (b, t, h, w, dim), class token (b, 1, dim) or None, token-frame mask or None)``."""
         b, t_in, _, _ = check_video(x, self.config.layout, self.config.in_channels)
         tokens = self.patch_embed(x)  # (b, t, h, w, dim); validates the tubelet tiling
         mask = self.token_mask(frame_mask, b, t_in, x.device)  # (b, t) or None
         _, t, h, w, _ = tokens.shape
-        if self.space_embed is not None:
+        if self.config.space_encoding == "flat":
+            tokens = tokens + self.space_embed(t, h, w, device=x.device).to(tokens.dtype)
+        elif self.space_embed is not None:
             tokens = tokens + self.space_embed(h, w, device=x.device).to(tokens.dtype)
         if self.config.variant == "factorized_encoder":
             for block in self.blocks:
                 tokens = block.forward_channels_last(tokens, frame_mask=mask)
             tokens = self.norm_space(tokens.mean(dim=(2, 3)))[:, :, None, None]  # (b, t, 1, 1, dim)
-            h = w = 1
         if self.time_embed is not None:
             tokens = tokens + self.time_embed(t, device=x.device).to(tokens.dtype)[:, None, None, :]
-        for block in self.blocks if self.config.variant != "factorized_encoder" else self.temporal_blocks:
-            tokens = block.forward_channels_last(tokens, frame_mask=mask)
+        blocks = self.blocks if self.config.variant != "factorized_encoder" else self.temporal_blocks
+        if self.cls_token is None:
+            for block in blocks:
+                tokens = block.forward_channels_last(tokens, frame_mask=mask)
+            return tokens, None, mask
+        cls = self.cls_token.expand(b, -1, -1).to(tokens.dtype)
+        for block in blocks:
+            tokens, cls = block.forward_channels_last(tokens, frame_mask=mask, prefix=cls)
+        return tokens, cls, mask
+
+    def forward_tokens(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
+        """``x -> (b, p + t*h*w, dim)``: the class token (``pool="token"``, ``p = 1``) and every token in ``(t, h, w)``
+        order, as the last block leaves them, normed where the read-out norms them (``pool="token"``)."""
+        tokens, cls, _ = self._encode(x, frame_mask)
+        seq = rearrange(tokens, "b t h w c -> b (t h w) c")
+        return self.norm(torch.cat([cls, seq], dim=1)) if cls is not None else seq
+
+    def forward_features(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
+        """``x -> (b, dim)``: the pooled clip representation before the head."""
+        tokens, cls, mask = self._encode(x, frame_mask)
+        if cls is not None:
+            return self.norm(cls[:, 0])
+        _, t, h, w, _ = tokens.shape
         seq = rearrange(tokens, "b t h w c -> b (t h w) c")
         seq_mask = None if mask is None else repeat(mask, "b t -> b (t h w)", h=h, w=w)
         if self.pool is not None:

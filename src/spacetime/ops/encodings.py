@@ -159,7 +159,7 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, parts: tuple[int, ...] | N
 
 
 def resample_table(table: Tensor, size: int | tuple[int, ...]) -> Tensor:
-    """A learned ``(n, c)`` or ``(h, w, c)`` table linearly resampled to ``size`` (no-op if equal).
+    """A learned ``(n, c)``, ``(h, w, c)`` or ``(t, h, w, c)`` table linearly resampled to ``size`` (no-op if equal).
 
     Uses ``align_corners=False`` (each entry is the centre of a cell), as timm resamples its
     position embeddings; a size of 1 gives the mean of the middle entries.
@@ -171,7 +171,9 @@ def resample_table(table: Tensor, size: int | tuple[int, ...]) -> Tensor:
         raise ValueError(f"size must be ints >= 1; got {size}")
     if tuple(table.shape[:-1]) == size:
         return table
-    mode = "linear" if len(size) == 1 else "bilinear"
+    if len(size) > 3:
+        raise ValueError(f"size must have 1 to 3 axes; got {size}")
+    mode = ("linear", "bilinear", "trilinear")[len(size) - 1]
     grid = table.movedim(-1, 0).unsqueeze(0).float()  # (1, c, *old)
     out = F.interpolate(grid, size=size, mode=mode, align_corners=False)
     return out.squeeze(0).movedim(0, -1).to(table.dtype)

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from ..checks import int_at_least, int_tuple
 from .attention import attention
+from .prefix import SequenceAttention, check_prefix
 
 __all__ = ["Pattern", "Spatial", "Temporal", "Joint", "Window", "CrossFrame", "PATTERNS", "check_grid",
            "check_frame_mask"]
@@ -80,23 +81,53 @@ class Pattern:
     a batch of clips padded to one length: a padded frame is never a key, and the outputs at
     padded frames are zeros. A pattern opts in with ``supports_frame_mask = True`` and an
     ``_attend(..., frame_mask=...)``; the others raise ``ValueError`` when given a mask.
+
+    A subclass implements ``_attend(q, k, v, attend)``: it groups the grids into sequences
+    ``(b * g, heads, n, d)`` (batch first), calls ``attend(q, k, v, mask=None, causal=False)`` once
+    (a :class:`~spacetime.ops.prefix.SequenceAttention`, which joins prefix tokens and biases) and
+    puts the output back on the grid.
     """
 
     #: whether ``_attend`` accepts ``frame_mask=``
     supports_frame_mask: ClassVar[bool] = False
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, *, backend: str | None = None, dropout_p: float = 0.0,
-                 frame_mask: Tensor | None = None) -> Tensor:
-        b, t, _, _ = check_grid(q, k, v)
-        if frame_mask is None:  # the default path: no extra work
-            return self._attend(q, k, v, backend=backend, dropout_p=dropout_p)
-        if not self.supports_frame_mask:
-            raise ValueError(f"pattern {self!r} does not support frame_mask; use one that does or pass frame_mask=None")
-        check_frame_mask(frame_mask, b, t, q.device)
-        out = self._attend(q, k, v, backend=backend, dropout_p=dropout_p, frame_mask=frame_mask)
-        return out.masked_fill(~frame_mask[:, :, None, None, None, None], 0.0)  # padded queries -> 0
+                 frame_mask: Tensor | None = None, prefix: tuple[Tensor, Tensor, Tensor] | None = None,
+                 prefix_mode: str = "all", bias: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """The pattern's attention on ``(b, t, h, w, heads, d)`` grids; see the module docstring.
 
-    def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None) -> Tensor:  # pragma: no cover - abstract
+        ``prefix``: ``(q, k, v)`` of prefix tokens, each ``(b, p, heads, d)``, that every video query
+        also sees (:mod:`spacetime.ops.prefix`); the call then returns ``(out, prefix_out)``, the
+        prefix queries answered as ``prefix_mode`` says (``"all"``: over every token of the clip;
+        ``"mean"``: within each of the pattern's sequences, averaged). ``bias``: an additive
+        ``(heads, n, m)`` bias on the scores of every sequence (a window's relative positions).
+        """
+        b, t, h, w = check_grid(q, k, v)
+        if frame_mask is not None:
+            if not self.supports_frame_mask:
+                raise ValueError(f"pattern {self!r} does not support frame_mask; use one that does or pass "
+                                 f"frame_mask=None")
+            check_frame_mask(frame_mask, b, t, q.device)
+        if prefix is not None:
+            prefix = check_prefix(prefix, b, q.shape[4], q.shape[5], q)
+            if frame_mask is not None and prefix_mode == "mean":
+                raise ValueError("prefix_mode='mean' averages the prefix over the pattern's sequences and takes no "
+                                 "frame_mask; use prefix_mode='all' with frame masks")
+        heads_first = None if prefix is None else tuple(x.transpose(1, 2) for x in prefix)  # (b, heads, p, d)
+        attend = SequenceAttention(b, backend=backend, dropout_p=dropout_p, prefix=heads_first,
+                                   prefix_mode=prefix_mode, bias=bias)
+        masks = {} if frame_mask is None else {"frame_mask": frame_mask}  # the default path: no extra work
+        out = self._attend(q, k, v, attend, **masks)
+        if frame_mask is not None:
+            out = out.masked_fill(~frame_mask[:, :, None, None, None, None], 0.0)  # padded queries -> 0
+        if prefix is None:
+            return out
+        prefix_out = attend.prefix_out if prefix_mode == "mean" else \
+            _prefix_over_clip(heads_first, k, v, frame_mask, backend, dropout_p)
+        return out, prefix_out.transpose(1, 2)  # (b, p, heads, d)
+
+    def _attend(self, q, k, v, attend, frame_mask=None) -> Tensor:  # pragma: no cover - abstract
+        """The pattern's sequences of ``q, k, v`` through ``attend`` (a :class:`SequenceAttention`)."""
         raise NotImplementedError
 
     def dense_mask(self, t: int, h: int, w: int, device=None) -> Tensor:
@@ -118,10 +149,10 @@ class Spatial(Pattern):
 
     supports_frame_mask: ClassVar[bool] = True
 
-    def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None):
+    def _attend(self, q, k, v, attend, frame_mask=None):
         b, t, h, w = q.shape[:4]
         seq = lambda x: rearrange(x, "b t h w heads d -> (b t) heads (h w) d")  # noqa: E731
-        out = attention(seq(q), seq(k), seq(v), backend=backend, dropout_p=dropout_p)
+        out = attend(seq(q), seq(k), seq(v))
         return rearrange(out, "(b t) heads (h w) d -> b t h w heads d", b=b, h=h)
 
     def dense_mask(self, t, h, w, device=None):
@@ -154,14 +185,14 @@ class Temporal(Pattern):
 
     supports_frame_mask: ClassVar[bool] = True
 
-    def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None):
+    def _attend(self, q, k, v, attend, frame_mask=None):
         b, t, h, w = q.shape[:4]
         seq = lambda x: rearrange(x, "b t h w heads d -> (b h w) heads t d")  # noqa: E731
         mask = self.band_mask(t, q.device)
         if frame_mask is not None:  # real frames as keys: (b, t) -> (b h w, 1, 1, t)
             keys = repeat(frame_mask, "b t -> (b h w) 1 1 t", h=h, w=w)
             mask = keys if mask is None else keys & mask
-        out = attention(seq(q), seq(k), seq(v), mask=mask, causal=self.causal, backend=backend, dropout_p=dropout_p)
+        out = attend(seq(q), seq(k), seq(v), mask=mask, causal=self.causal)
         return rearrange(out, "(b h w) heads t d -> b t h w heads d", b=b, h=h, w=w)
 
     def dense_mask(self, t, h, w, device=None):
@@ -183,11 +214,11 @@ class Joint(Pattern):
 
     supports_frame_mask: ClassVar[bool] = True
 
-    def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None):
+    def _attend(self, q, k, v, attend, frame_mask=None):
         b, t, h, w = q.shape[:4]
         seq = lambda x: rearrange(x, "b t h w heads d -> b heads (t h w) d")  # noqa: E731
         mask = None if frame_mask is None else repeat(frame_mask, "b t -> b 1 1 (t h w)", h=h, w=w)
-        out = attention(seq(q), seq(k), seq(v), mask=mask, backend=backend, dropout_p=dropout_p)
+        out = attend(seq(q), seq(k), seq(v), mask=mask)
         return rearrange(out, "b heads (t h w) d -> b t h w heads d", t=t, h=h)
 
     def dense_mask(self, t, h, w, device=None):
@@ -264,7 +295,7 @@ class Window(Pattern):
 
     supports_frame_mask: ClassVar[bool] = True
 
-    def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None):
+    def _attend(self, q, k, v, attend, frame_mask=None):
         b, t, h, w = q.shape[:4]
         size, shift = self.effective(t, h, w)
         pads = [(-n) % ws for n, ws in zip((t, h, w), size)]
@@ -286,7 +317,7 @@ class Window(Pattern):
             real = frame_mask[:, :, None, None, None, None].expand(b, t, h, w, 1, 1).to(q.dtype)
             keys = rearrange(partition(real) > 0.5, "bnw 1 n 1 -> bnw 1 1 n")
             mask = keys if mask is None else keys & mask
-        out = attention(partition(q), partition(k), partition(v), mask=mask, backend=backend, dropout_p=dropout_p)
+        out = attend(partition(q), partition(k), partition(v), mask=mask)
         nt, nh, nw = ((n + p) // ws for n, p, ws in zip((t, h, w), pads, size))
         out = rearrange(
             out, "(b nt nh nw) heads (wt wh ww) d -> b (nt wt) (nh wh) (nw ww) heads d",
@@ -313,7 +344,7 @@ class CrossFrame(Pattern):
 
     supports_frame_mask: ClassVar[bool] = True
 
-    def _attend(self, q, k, v, *, backend, dropout_p, frame_mask=None):
+    def _attend(self, q, k, v, attend, frame_mask=None):
         b, t, h, w = q.shape[:4]
         reach = min(self.window, t - 1)
         span = 2 * reach + 1
@@ -334,12 +365,24 @@ class CrossFrame(Pattern):
             real = frame_mask[:, :, None, None, None, None].expand(b, t, h, w, 1, 1).to(q.dtype)
             keys = rearrange(neighbours(real) > 0.5, "bt 1 m 1 -> bt 1 1 m")
             mask = keys if mask is None else keys & mask
-        out = attention(qs, neighbours(k), neighbours(v), mask=mask, backend=backend, dropout_p=dropout_p)
+        out = attend(qs, neighbours(k), neighbours(v), mask=mask)
         return rearrange(out, "(b t) heads (h w) d -> b t h w heads d", b=b, h=h)
 
     def dense_mask(self, t, h, w, device=None):
         ft, _, _ = _token_coords(t, h, w, device)
         return (ft[:, None] - ft[None, :]).abs() <= self.window
+
+
+def _prefix_over_clip(prefix, k: Tensor, v: Tensor, frame_mask: Tensor | None, backend, dropout_p) -> Tensor:
+    """Prefix queries ``(b, heads, p, d)`` answered over every prefix token and every real token of the clip."""
+    pq, pk, pv = prefix
+    flat = lambda x: rearrange(x, "b t h w heads d -> b heads (t h w) d")  # noqa: E731
+    mask = None
+    if frame_mask is not None:  # (b, 1, 1, p + t h w): the prefix keys, then the real frames' tokens
+        real = repeat(frame_mask, "b t -> b (t hw)", hw=k.shape[2] * k.shape[3])
+        mask = torch.cat([real.new_ones(real.shape[0], pk.shape[2]), real], dim=1)[:, None, None, :]
+    return attention(pq, torch.cat([pk, flat(k)], dim=2), torch.cat([pv, flat(v)], dim=2), mask=mask, backend=backend,
+                     dropout_p=dropout_p)
 
 
 PATTERNS = {"spatial": Spatial, "temporal": Temporal, "joint": Joint, "window": Window, "cross_frame": CrossFrame}
