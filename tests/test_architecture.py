@@ -22,7 +22,7 @@ LEVELS = {
     "models": 5, "data": 5,
     "training": 6,
     "diffusion": 7, "classify": 7, "bench": 7,
-    "compat": 8,
+    "compat": 8, "interop": 8,
     "cli": 9, "__main__": 10,
 }
 #: functions longer than 60 lines or modules longer than 400, each with the reason it stays so
