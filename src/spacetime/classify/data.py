@@ -21,9 +21,13 @@ __all__ = ["ClassFolders", "ClassifyData", "normalize", "MEAN", "STD"]
 MEAN, STD = 0.45, 0.225
 
 
-def normalize(x: Tensor) -> Tensor:
-    """Clips in ``[0, 1]`` -> the model's input scale."""
-    return (x - MEAN) / STD
+def normalize(x: Tensor, mean=MEAN, std=STD) -> Tensor:
+    """``(n, c, t, h, w)`` clips in ``[0, 1]`` -> the model's input scale: ``(x - mean) / std``, ``mean`` and ``std``
+    one number or one per channel (a converted model's, ImageNet's for most)."""
+    if isinstance(mean, (int, float)) and isinstance(std, (int, float)):
+        return (x - mean) / std
+    per_channel = lambda v: torch.as_tensor(v, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1, 1)  # noqa: E731
+    return (x - per_channel(mean)) / per_channel(std)
 
 
 class ClassFolders(torch.utils.data.Dataset):

@@ -216,7 +216,8 @@ def camera_pan_batch(batch_size: int, num_frames: int = 8, size: int | tuple[int
         positions = random_positions(batch_size, num_frames, max_speed=max_speed, generator=generator)
     elif isinstance(positions, Tensor) and positions.ndim == 2:
         positions = positions.expand(batch_size, *positions.shape)
-    check_cameras(positions, "positions", trailing=(2,), batch=batch_size, frames=positive_int("num_frames", num_frames))
+    frames = positive_int("num_frames", num_frames)
+    check_cameras(positions, "positions", trailing=(2,), batch=batch_size, frames=frames)
     positions = positions.float()
     low = positions.amin(dim=(0, 1)).floor()  # (2,) as (x, y)
     high = positions.amax(dim=(0, 1)).ceil()

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..checks import int_tuple, positive_int
 from ..io.video import VIDEO_SUFFIXES, read_video
 
 __all__ = ["VideoFolder"]
@@ -21,17 +22,18 @@ __all__ = ["VideoFolder"]
 class VideoFolder(Dataset):
     """Non-overlapping clips of ``num_frames`` frames from every video under ``root`` (recursively).
 
-    Items are ``(C, T, size, size)`` floats in [0, 1], ``C = 1`` if ``grayscale`` else 3. A video
+    Items are ``(C, T, H, W)`` floats in [0, 1] (``size`` an int for square frames or ``(H, W)``), ``C = 1`` if
+    ``grayscale`` else 3. A video
     shorter than ``num_frames`` gives no clip (it is counted in :attr:`too_short`).
     """
 
-    def __init__(self, root, num_frames: int = 8, size: int = 32, grayscale: bool = True,
+    def __init__(self, root, num_frames: int = 8, size: int | tuple[int, int] = 32, grayscale: bool = True,
                  suffixes: tuple[str, ...] = VIDEO_SUFFIXES):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"video folder {root}: not a folder")
-        if num_frames < 1 or size < 1:
-            raise ValueError(f"num_frames and size must be >= 1; got num_frames={num_frames}, size={size}")
+        positive_int("num_frames", num_frames)
+        size = int_tuple("size", size, 2, axes="(H, W)")
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
         self.root, self.num_frames, self.size, self.grayscale = root, num_frames, size, grayscale
         self.skipped: list[tuple[str, str]] = []

@@ -187,7 +187,9 @@ class VideoTransformer(Model):
             PositionEmbedding(c.dim, (frames, *grid) if flat else grid, "learned" if flat else c.space_encoding)
         self.time_embed = (PositionEmbedding(c.dim, frames, c.time_kind)
                            if c.time_kind in ("learned", "sinusoidal") else None)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.dim)) if c.pool == "token" else None
+        token = c.pool == "token"  # the class token and its own position embedding
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.dim)) if token else None
+        self.cls_pos = nn.Parameter(torch.zeros(1, 1, c.dim)) if token else None
         self.blocks, self.temporal_blocks = self._build_blocks(c)
         if c.variant == "factorized_encoder":
             self.norm_space = nn.LayerNorm(c.dim, eps=c.norm_eps)
@@ -256,7 +258,7 @@ class VideoTransformer(Model):
             for block in blocks:
                 tokens = block.forward_channels_last(tokens, frame_mask=mask)
             return tokens, None, mask
-        cls = self.cls_token.expand(b, -1, -1).to(tokens.dtype)
+        cls = (self.cls_token + self.cls_pos).expand(b, -1, -1).to(tokens.dtype)
         for block in blocks:
             tokens, cls = block.forward_channels_last(tokens, frame_mask=mask, prefix=cls)
         return tokens, cls, mask
