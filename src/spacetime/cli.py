@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "spacetime.diffusion.commands",
     "spacetime.classify.commands",
     "spacetime.bench.commands",
+    "spacetime.interop.commands",
 ]
 
 

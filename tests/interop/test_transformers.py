@@ -17,12 +17,8 @@ from transformers import (
     VJEPA2Model,
 )
 
-from spacetime.interop.transformers import (
-    from_transformers,
-    register_transformers,
-    to_transformers_state_dict,
-    videomae_position_table,
-)
+from spacetime.interop.transformers import from_transformers, register_transformers, to_transformers_state_dict
+from spacetime.interop.transformers_mapping import videomae_position_table
 from spacetime.ops import use_backend
 
 SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
@@ -135,7 +131,8 @@ def test_videomae_position_table_is_the_originals():
                                                       tubelet_size=[2, 8, 8], **SMALL))),
      ValueError, "hidden_act='relu' has no spacetime activation"),
     (lambda: from_transformers({}), ValueError, "a state_dict needs the model's config"),
-    (lambda: from_transformers("model.bin"), TypeError, "model must be a transformers model or a state_dict"),
+    (lambda: from_transformers(3), TypeError, "model must be a transformers model, a state_dict or a checkpoint folder"),
+    (lambda: from_transformers("no/such/folder"), FileNotFoundError, "no config.json"),
 ])
 def test_unsupported_models_and_options_are_refused_by_name(make, error, message):
     with pytest.raises(error, match=message):
@@ -146,13 +143,32 @@ def test_bad_state_dicts_name_the_key():
     config = VivitConfig(image_size=16, num_frames=2, tubelet_size=[2, 8, 8], **SMALL)
     state = VivitModel(config).state_dict()
     missing = {k: v for k, v in state.items() if k != "layers.1.mlp.fc1.weight"}
-    with pytest.raises(KeyError, match="missing key 'layers.1.mlp.fc1.weight'"):
+    with pytest.raises(KeyError, match=r"missing keys \['layers.1.mlp.fc1.weight'\]"):
         from_transformers(missing, config)
     with pytest.raises(KeyError, match=r"unexpected keys \['layers.9.extra'\]"):
         from_transformers({**state, "layers.9.extra": torch.zeros(1)}, config)
     wrong = {**state, "layers.0.mlp.fc2.weight": torch.zeros(32, 63)}
     with pytest.raises(ValueError, match=r"'layers.0.mlp.fc2.weight' has shape \(32, 63\); its config makes it \(32, 64\)"):
         from_transformers(wrong, config)
+
+
+def test_checkpoints_in_the_hubs_key_layout(tmp_path):
+    """What save_pretrained writes (and the hub serves) is not the module's state_dict layout: VideoMAE's q_bias and
+    v_bias, ViViT's encoder.layer.* names. Both a folder and its state_dict convert, with the same output."""
+    from safetensors.torch import load_file
+
+    for original in (randomize(VideoMAEForVideoClassification(
+            VideoMAEConfig(image_size=16, patch_size=8, num_frames=4, tubelet_size=2, num_labels=2, **SMALL))),
+            randomize(VivitModel(VivitConfig(image_size=16, num_frames=4, tubelet_size=[2, 8, 8], **SMALL)))):
+        folder = tmp_path / original.config.model_type
+        original.save_pretrained(folder)
+        hub_state = load_file(folder / "model.safetensors")
+        assert set(hub_state) != set(original.state_dict())  # the two layouts differ
+        x = clip(original.config)
+        with torch.no_grad():
+            expected = output(original, x)
+            for converted in (from_transformers(folder), from_transformers(hub_state, original.config.to_dict())):
+                torch.testing.assert_close(converted(x), expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("cls, config", [
