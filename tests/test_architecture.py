@@ -20,7 +20,7 @@ LEVELS = {
     "layers": 3,
     "blocks": 4,
     "models": 5, "data": 5,
-    "training": 6,
+    "training": 6, "parallel": 6,
     "diffusion": 7, "classify": 7, "bench": 7,
     "compat": 8, "interop": 8,
     "cli": 9, "__main__": 10,
