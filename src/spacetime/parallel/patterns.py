@@ -32,7 +32,7 @@ from ..ops.patterns import CrossFrame, Joint, Pattern, Spatial, Temporal, Window
 from .comm import all_sum, exchange, halo, reshard, split_sizes
 from .shard import Sharding, check_group
 
-__all__ = ["ShardedPattern", "gather_frames"]
+__all__ = ["ShardedPattern", "ShardContext", "gather_frames", "attend_across"]
 
 
 def gather_frames(mask: Tensor, group, sharding: Sharding) -> Tensor:
@@ -40,6 +40,33 @@ def gather_frames(mask: Tensor, group, sharding: Sharding) -> Tensor:
     shapes = [(mask.shape[0], size) for size in sharding.sizes]
     parts = exchange([mask.to(torch.uint8)] * sharding.world, group, shapes)
     return torch.cat(parts, dim=1).to(mask.dtype)
+
+
+class ShardContext:
+    """The sharding of the clip a sharded module's forward pass works on, shared by its sharded parts.
+
+    The module's forward calls :meth:`begin` once with its input's frame count (a collective that checks
+    every rank's shard); its parts read :meth:`current`, with the frame count of what they see (the
+    same, or fewer by an integer factor: tubelets, a downsampled time axis).
+    """
+
+    def __init__(self, group):
+        self.group, self.sharding = check_group(group), None
+
+    def begin(self, local_frames: int) -> Sharding:
+        self.sharding = Sharding.agree(self.group, local_frames)
+        return self.sharding
+
+    def current(self, local_frames: int) -> Sharding:
+        if self.sharding is None:
+            raise RuntimeError("a sharded part ran outside its module's forward (ShardContext.begin was not called)")
+        if local_frames == self.sharding.local:
+            return self.sharding
+        scale = self.sharding.local // max(local_frames, 1)
+        if scale < 1 or any(n % scale for n in self.sharding.sizes) or local_frames * scale != self.sharding.local:
+            raise ValueError(f"a sharded part sees {local_frames} frames on rank {self.sharding.rank}, not a whole "
+                             f"fraction of the {self.sharding.local} the module was given")
+        return Sharding.of(self.group, self.sharding.frames // scale)
 
 
 class ShardedPattern(Pattern):
@@ -64,8 +91,11 @@ class ShardedPattern(Pattern):
         return self.pattern.dense_mask(t, h, w, device)
 
     def _sharding(self, t_local: int) -> Sharding:
-        """Where this rank's frames sit: from :attr:`frames` (a caller that checked the shards), or from every
-        rank's frame count (a collective, so that every rank refuses shards of the wrong sizes together)."""
+        """Where this rank's frames sit: from :attr:`frames` (a caller that checked the shards: an int, or the
+        :class:`ShardContext` of a sharded module's forward pass), or from every rank's frame count (a collective,
+        so that every rank refuses shards of the wrong sizes together)."""
+        if isinstance(self.frames, ShardContext):
+            return self.frames.current(t_local)
         if self.frames is not None:
             sharding = Sharding.of(self.group, self.frames)
             if sharding.local != t_local:
@@ -169,18 +199,15 @@ def _offsets(sharding: Sharding) -> list[int]:
     return [sum(sharding.sizes[:i]) for i in range(sharding.world)]
 
 
-def _prefix_over_clip(prefix, k: Tensor, v: Tensor, frame_mask: Tensor | None, group, sharding: Sharding) -> Tensor:
-    """Prefix queries ``(b, p, heads, d)`` answered over every prefix key and every real token of the clip: each
-    rank's softmax over its own frames (the prefix keys on rank 0 only), combined by log-sum-exp."""
-    pq, pk, pv = prefix
-    keys = rearrange(k, "b t h w heads d -> b heads (t h w) d")
-    values = rearrange(v, "b t h w heads d -> b heads (t h w) d")
-    real = None if frame_mask is None else frame_mask.repeat_interleave(k.shape[2] * k.shape[3], dim=1)  # (b, n)
-    if sharding.rank == 0:
-        keys, values = torch.cat([pk.transpose(1, 2), keys], dim=2), torch.cat([pv.transpose(1, 2), values], dim=2)
-        real = None if real is None else torch.cat([real.new_ones(real.shape[0], pk.shape[1]), real], dim=1)
-    work = torch.promote_types(pq.dtype, torch.float32)  # fp32 at least, fp64 stays fp64
-    scores = torch.einsum("bphd,bhnd->bhpn", pq.to(work), keys.to(work)) * pq.shape[-1] ** -0.5
+def attend_across(q: Tensor, keys: Tensor, values: Tensor, real: Tensor | None, group) -> Tensor:
+    """Few queries ``(b, heads, p, d)``, replicated on every rank, over the keys and values ``(b, heads, n_r, d)``
+    every rank holds (``real`` ``(b, n_r)``: which keys count): one softmax over all of them, exact.
+
+    Each rank's partial softmax is weighted by its log-sum-exp relative to the largest; the sums of the
+    weighted outputs and of the weights over the group give the whole softmax's output.
+    """
+    work = torch.promote_types(q.dtype, torch.float32)  # fp32 at least, fp64 stays fp64
+    scores = torch.einsum("bhpd,bhnd->bhpn", q.to(work), keys.to(work)) * q.shape[-1] ** -0.5
     if real is not None:
         scores = scores.masked_fill(~real[:, None, None, :], float("-inf"))
     lse = torch.logsumexp(scores, dim=-1, keepdim=True)  # (b, heads, p, 1); -inf where no key here
@@ -188,5 +215,16 @@ def _prefix_over_clip(prefix, k: Tensor, v: Tensor, frame_mask: Tensor | None, g
     dist.all_reduce(top, op=dist.ReduceOp.MAX, group=group)
     weight = torch.exp(lse - top)  # this rank's share of the softmax's denominator, relative to the largest
     partial = torch.nan_to_num(torch.softmax(scores, dim=-1)) @ values.to(work)  # (b, heads, p, d)
-    out = all_sum(partial * weight, group) / all_sum(weight, group)
-    return out.transpose(1, 2).to(pq.dtype)
+    return (all_sum(partial * weight, group) / all_sum(weight, group)).to(q.dtype)
+
+
+def _prefix_over_clip(prefix, k: Tensor, v: Tensor, frame_mask: Tensor | None, group, sharding: Sharding) -> Tensor:
+    """Prefix queries ``(b, p, heads, d)`` answered over every prefix key (counted on rank 0) and every real token."""
+    pq, pk, pv = prefix
+    keys = rearrange(k, "b t h w heads d -> b heads (t h w) d")
+    values = rearrange(v, "b t h w heads d -> b heads (t h w) d")
+    real = None if frame_mask is None else frame_mask.repeat_interleave(k.shape[2] * k.shape[3], dim=1)  # (b, n)
+    if sharding.rank == 0:
+        keys, values = torch.cat([pk.transpose(1, 2), keys], dim=2), torch.cat([pv.transpose(1, 2), values], dim=2)
+        real = None if real is None else torch.cat([real.new_ones(real.shape[0], pk.shape[1]), real], dim=1)
+    return attend_across(pq.transpose(1, 2), keys, values, real, group).transpose(1, 2)
