@@ -24,7 +24,8 @@ _EXPORTS = {
     **dict.fromkeys(["SpaceTimeAttention", "MHAStyleAttention", "FactorizedAttention", "Mlp", "CameraAttention",
                      "PluckerInjection"], "spacetime.layers"),
     **dict.fromkeys(["AttentionBlock", "TransformerBlock"], "spacetime.blocks"),
-    **dict.fromkeys(["VideoUNet", "VideoUNetConfig", "VideoTransformer", "VideoTransformerConfig"], "spacetime.models"),
+    **dict.fromkeys(["VideoUNet", "VideoUNetConfig", "VideoTransformer", "VideoTransformerConfig", "VideoSwin",
+                     "VideoSwinConfig"], "spacetime.models"),
     # the design texts' classes and functions (SEED_API.md)
     **dict.fromkeys([
         "FactorizedSpatioTemporalAttention", "SpatioTemporalWindowAttention", "CameraCrossAttention",
@@ -82,5 +83,12 @@ if TYPE_CHECKING:  # for editors and type checkers: the same names, eagerly
         PluckerInjection,
         SpaceTimeAttention,
     )
-    from .models import VideoTransformer, VideoTransformerConfig, VideoUNet, VideoUNetConfig  # noqa: F401
+    from .models import (  # noqa: F401
+        VideoSwin,
+        VideoSwinConfig,
+        VideoTransformer,
+        VideoTransformerConfig,
+        VideoUNet,
+        VideoUNetConfig,
+    )
     from .ops import CrossFrame, Joint, Pattern, Spatial, Temporal, Window, attention, use_backend  # noqa: F401

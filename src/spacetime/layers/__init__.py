@@ -4,9 +4,10 @@ from .attention import FactorizedAttention, MHAStyleAttention, SpaceTimeAttentio
 from .camera import CameraAttention, FourierCamera, PluckerInjection, RawCamera
 from .embeddings import PositionEmbedding, SinusoidalTimeEmbed, TubeletEmbedding
 from .mlp import Mlp
+from .window import WindowAttention
 
 __all__ = [
     "FactorizedAttention", "MHAStyleAttention", "SpaceTimeAttention", "Mlp", "check_heads", "resolve_pattern",
     "CameraAttention", "FourierCamera", "PluckerInjection", "RawCamera",
-    "PositionEmbedding", "TubeletEmbedding", "SinusoidalTimeEmbed",
+    "PositionEmbedding", "TubeletEmbedding", "SinusoidalTimeEmbed", "WindowAttention",
 ]

@@ -3,6 +3,8 @@
 
 from .base import Model
 from .classifier import VideoTransformer, VideoTransformerConfig
+from .swin import VideoSwin, VideoSwinConfig
 from .video_unet import VideoUNet, VideoUNetConfig
 
-__all__ = ["Model", "VideoUNet", "VideoUNetConfig", "VideoTransformer", "VideoTransformerConfig"]
+__all__ = ["Model", "VideoUNet", "VideoUNetConfig", "VideoTransformer", "VideoTransformerConfig", "VideoSwin",
+           "VideoSwinConfig"]
