@@ -14,7 +14,7 @@ table ``benchmarks/interop.md``; on a machine with a GPU the same runs happen on
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the spacetime CLI does (docs/architecture.md)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the CLI does (docs/architecture.md)
 
 import argparse
 import json

@@ -27,10 +27,12 @@ SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "i
 CASES = [
     ("videomae-cls", VideoMAEForVideoClassification,
      VideoMAEConfig(image_size=(32, 48), patch_size=8, num_frames=6, tubelet_size=2, num_labels=3, **SMALL)),
-    ("videomae-base", VideoMAEModel, VideoMAEConfig(image_size=24, patch_size=4, num_frames=6, tubelet_size=3, **SMALL)),
+    ("videomae-base", VideoMAEModel,
+     VideoMAEConfig(image_size=24, patch_size=4, num_frames=6, tubelet_size=3, **SMALL)),
     ("timesformer-divided-cls", TimesformerForVideoClassification,
      TimesformerConfig(image_size=32, patch_size=8, num_frames=5, num_labels=4, **SMALL)),
-    ("timesformer-divided-base", TimesformerModel, TimesformerConfig(image_size=24, patch_size=4, num_frames=3, **SMALL)),
+    ("timesformer-divided-base", TimesformerModel,
+     TimesformerConfig(image_size=24, patch_size=4, num_frames=3, **SMALL)),
     ("timesformer-joint-cls", TimesformerForVideoClassification,
      TimesformerConfig(image_size=32, patch_size=8, num_frames=5, num_labels=3, attention_type="joint_space_time",
                        **SMALL)),
@@ -51,7 +53,8 @@ def randomize(model, std=0.2, seed=0):
 
 def clip(config, batch=2, seed=1):
     size = config.image_size if isinstance(config.image_size, (tuple, list)) else (config.image_size,) * 2
-    return torch.randn(batch, config.num_frames, config.num_channels, *size, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, config.num_frames, config.num_channels, *size, generator=generator)
 
 
 def output(model, x):
@@ -120,7 +123,8 @@ def test_videomae_position_table_is_the_originals():
 
 
 @pytest.mark.parametrize("make, error, message", [
-    (lambda: from_transformers({}, {"model_type": "bert"}), ValueError, r"converts \['timesformer', 'videomae', 'vivit'\]"),
+    (lambda: from_transformers({}, {"model_type": "bert"}), ValueError,
+     r"converts \['timesformer', 'videomae', 'vivit'\]"),
     (lambda: from_transformers(VideoMAEModel(VideoMAEConfig(use_mean_pooling=False, image_size=16, patch_size=8,
                                                             num_frames=2, **SMALL))),
      ValueError, "use_mean_pooling=False"),
@@ -131,7 +135,8 @@ def test_videomae_position_table_is_the_originals():
                                                       tubelet_size=[2, 8, 8], **SMALL))),
      ValueError, "hidden_act='relu' has no spacetime activation"),
     (lambda: from_transformers({}), ValueError, "a state_dict needs the model's config"),
-    (lambda: from_transformers(3), TypeError, "model must be a transformers model, a state_dict or a checkpoint folder"),
+    (lambda: from_transformers(3), TypeError,
+     "model must be a transformers model, a state_dict or a checkpoint folder"),
     (lambda: from_transformers("no/such/folder"), FileNotFoundError, "no config.json"),
 ])
 def test_unsupported_models_and_options_are_refused_by_name(make, error, message):
@@ -148,7 +153,8 @@ def test_bad_state_dicts_name_the_key():
     with pytest.raises(KeyError, match=r"unexpected keys \['layers.9.extra'\]"):
         from_transformers({**state, "layers.9.extra": torch.zeros(1)}, config)
     wrong = {**state, "layers.0.mlp.fc2.weight": torch.zeros(32, 63)}
-    with pytest.raises(ValueError, match=r"'layers.0.mlp.fc2.weight' has shape \(32, 63\); its config makes it \(32, 64\)"):
+    expected = r"'layers.0.mlp.fc2.weight' has shape \(32, 63\); its config makes it \(32, 64\)"
+    with pytest.raises(ValueError, match=expected):
         from_transformers(wrong, config)
 
 
