@@ -283,11 +283,18 @@ def resume_checkpoint(run_dir, weights_kind: str, state_kind: str, model_config:
 def load_trained(path, kind: str, model_class, prefix: str = "") -> tuple[nn.Module, dict]:
     """A trained model (eval mode) and its checkpoint's metadata, from a weights file or a run folder.
 
-    The network is rebuilt from the config in the metadata (``model_class.config_class``); ``prefix``
-    picks one set of weights where a checkpoint holds several (``"ema."``).
+    The network is rebuilt from the config in the metadata (``model_class.config_class``); ``model_class``
+    may be a dict of the classes a kind of checkpoint holds, by name, the metadata's ``"model"`` choosing
+    (the first when it names none). ``prefix`` picks one set of weights where a checkpoint holds several
+    (``"ema."``).
     """
     weights, _ = latest_checkpoint(path)
     tensors, meta = load_weights(weights, kind=kind)
+    if isinstance(model_class, dict):
+        name = meta.get("model", next(iter(model_class)))
+        if name not in model_class:
+            raise CheckpointError(f"checkpoint {weights}: its model {name!r} is not one of {sorted(model_class)}")
+        model_class = model_class[name]
     model = model_class(model_class.config_class.from_dict(meta["model_config"]))
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     try:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from ..data.motion_task import MotionTask
 from ..io.files import atomic_write_text, save_figure
 from ..models.classifier import VideoTransformer
+from ..models.swin import VideoSwin
 from ..training import load_trained, show_progress
 from .config import ClassifyConfig
 from .data import MEAN, STD, ClassFolders, ClassifyData, normalize
@@ -26,9 +27,9 @@ __all__ = ["evaluate", "evaluate_checkpoint", "load_classifier", "plot_confusion
 WEIGHTS_KIND = "video_classifier"
 
 
-def load_classifier(path) -> tuple[VideoTransformer, dict]:
-    """A trained classifier (eval mode) and its metadata, from a weights file or a run folder."""
-    return load_trained(path, WEIGHTS_KIND, VideoTransformer)
+def load_classifier(path) -> tuple[VideoTransformer | VideoSwin, dict]:
+    """A trained or converted classifier (eval mode) and its metadata, from a weights file or a run folder."""
+    return load_trained(path, WEIGHTS_KIND, {"VideoTransformer": VideoTransformer, "VideoSwin": VideoSwin})
 
 
 @torch.no_grad()
@@ -99,7 +100,7 @@ def evaluate_checkpoint(checkpoint, data: str | None = None, frames: int | None 
             raise ValueError(f"the data's classes {classes} differ from the checkpoint's {meta['classes']}")
     else:
         model, videos, labels, classes = _converted_clips(model, meta, data, frames)
-        trained, frames, variant = model.config.num_frames, videos.shape[2], meta.get("source", {}).get("model_type")
+        trained, frames, variant = meta["input"]["frames"], videos.shape[2], meta.get("source", {}).get("model_type")
     accuracy, confusion = evaluate(model, videos, labels, len(classes), progress=show_progress(progress), mean=mean,
                                    std=std)
     checkpoint = Path(checkpoint)
@@ -129,8 +130,8 @@ def _converted_clips(model: VideoTransformer, meta: dict, data, frames) -> tuple
     if data is None or data == "motion":
         raise ValueError("data: a converted checkpoint (spacetime convert) has no data of its own; give --data FOLDER "
                          "(one sub-folder of videos per class, named as the model's classes)")
-    c = model.config
-    folders = ClassFolders(data, frames or c.num_frames, c.image_size, grayscale=c.in_channels == 1)
+    given = meta["input"]
+    folders = ClassFolders(data, frames or given["frames"], given["size"], grayscale=model.config.in_channels == 1)
     unknown = [name for name in folders.classes if name not in meta["classes"]]
     if unknown:
         shown = meta["classes"][:10] + (["..."] if len(meta["classes"]) > 10 else [])
