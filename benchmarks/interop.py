@@ -61,13 +61,43 @@ def _transformers_pair(make):
 
         original, x = make()
         original.eval()
-        return (lambda v: original(v).logits), from_transformers(original), original, x
+        converted = from_transformers(original)
+        return (lambda v: original(v).logits), converted, original, converted, x
     return build
 
 
-#: case name -> builder of (original's forward, converted module, original module, input)
+def _swin3d_t():
+    """torchvision's swin3d_t itself (28M parameters, random weights), on an 8-frame 112 x 112 clip; torchvision's code
+    is run from its wheel's own files, as the tests do (tests/interop/test_torchvision.py: pip download, no install)."""
+    sys.path.insert(0, str(HERE.parent))
+    from tests.interop.test_torchvision import torchvision_swin
+
+    from spacetime.interop.torchvision import from_torchvision
+
+    tv = torchvision_swin(HERE.parent / ".pytest_cache" / "d" / "torchvision-wheel")
+    original = tv.swin3d_t().eval()
+    converted = from_torchvision(original)
+    return original, converted, original, converted, torch.randn(1, 3, 8, 112, 112)
+
+
+def _animatediff():
+    """One of AnimateDiff v1.5's motion modules at its first level's size (320 channels, 8 heads of 40, two temporal
+    attentions, GEGLU) on a 16-frame 16 x 16 latent, through diffusers' call (batch*frames, C, H, W)."""
+    from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+
+    from spacetime.interop.diffusers import from_diffusers
+
+    original = AnimateDiffTransformer3D(num_attention_heads=8, attention_head_dim=40, in_channels=320,
+                                        norm_num_groups=32, double_self_attention=True, activation_fn="geglu",
+                                        positional_embeddings="sinusoidal", num_positional_embeddings=32).eval()
+    converted = from_diffusers(original)
+    return ((lambda v: original(v, num_frames=16)), (lambda v: converted(v, num_frames=16)), original, converted,
+            torch.randn(16, 320, 16, 16))
+
+
+#: case name -> builder of (original's forward, converted's forward, original module, converted module, input)
 CASES = {"videomae": _transformers_pair(_videomae), "timesformer": _transformers_pair(_timesformer),
-         "vivit": _transformers_pair(_vivit)}
+         "vivit": _transformers_pair(_vivit), "swin3d_t": _swin3d_t, "animatediff": _animatediff}
 
 
 def _run(fn, x, mode):
@@ -82,8 +112,8 @@ def _run(fn, x, mode):
 def _child(case: str, impl: str, mode: str, device: str) -> dict:
     """One implementation's peak memory growth, in this fresh process."""
     torch.manual_seed(0)
-    original_fn, converted, original, x = CASES[case]()
-    fn = original_fn if impl == "original" else converted
+    original_fn, converted_fn, original, converted, x = CASES[case]()
+    fn = original_fn if impl == "original" else converted_fn
     (original if impl == "original" else converted).to(device)
     x = x.to(device)
     _run(fn, x.clone(), mode)  # warm-up: one-time allocations are not the model's
@@ -101,16 +131,16 @@ def _memory(case: str, impl: str, mode: str, device: str) -> float:
 
 def measure(case: str, device: str, repeats: int, rate: float) -> list[dict]:
     torch.manual_seed(0)
-    original_fn, converted, original, x = CASES[case]()
+    original_fn, converted_fn, original, converted, x = CASES[case]()
     original.to(device), converted.to(device)
     x = x.to(device)
     with torch.no_grad():
-        diff = (converted(x) - original_fn(x)).abs().max().item()
+        diff = (converted_fn(x) - original_fn(x)).abs().max().item()
     rows = []
     for mode in ("fwd", "fwdbwd"):
         times = {"original": [], "converted": []}
         for _ in range(repeats):  # interleaved: original, converted, original, ...
-            for impl, fn in (("original", original_fn), ("converted", converted)):
+            for impl, fn in (("original", original_fn), ("converted", converted_fn)):
                 times[impl].append(time_call(lambda: _run(fn, x.clone(), mode), warmup=1, repeats=1).median)
         for impl, ts in times.items():
             peak = _memory(case, impl, mode, device) if device == "cpu" else float("nan")
@@ -127,7 +157,8 @@ def _markdown(rows: list[dict], command: str) -> str:
              "Same weights and input for both; the timings interleave the two. `ratio` is the original's time over "
              "the converted model's (above 1: spacetime is faster); memory is the peak resident growth of one call "
              "in a fresh process.", "",
-             "| case | device | mode | original ms | converted ms | ratio | original MB | converted MB | max abs diff |",
+             "| case | device | mode | original ms | converted ms | ratio | original MB | converted MB "
+             "| max abs diff |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     keyed = {(r["case"], r["device"], r["mode"], r["impl"]): r for r in rows}
     for case, device, mode in dict.fromkeys((r["case"], r["device"], r["mode"]) for r in rows):
