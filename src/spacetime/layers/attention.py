@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import float_tensor, one_of
-from ..ops.encodings import ROPE_AXES, apply_rotary, rope_at, rope_grid, rope_split
+from ..ops.encodings import ROPE_AXES, ROPE_PAIRS, apply_rotary, check_rope_dims, rope_at, rope_grid, rope_split
 from ..ops.layout import check_layout, check_video, from_channels_last, to_channels_last
 from ..ops.patterns import PATTERNS, Pattern, Spatial, Temporal, check_frame_mask
 from ..ops.prefix import PREFIX_MODES
@@ -69,6 +69,13 @@ class SpaceTimeAttention(nn.Module):
             head, see :func:`~spacetime.ops.encodings.rope_split`). Works with every pattern and
             any clip length.
         rope_base: the longest rotary period.
+        rope_pairs: which channels turn together (:data:`~spacetime.ops.encodings.ROPE_PAIRS`):
+            ``"halves"`` (channel ``i`` with ``i + p/2`` of each part, the default), ``"interleaved"``
+            (``2i`` with ``2i + 1``, Wan's) or ``"interleaved_tiled"`` (V-JEPA 2's).
+        rope_dims: ``None`` (the split of :func:`~spacetime.ops.encodings.rope_split`), or the
+            rotated channels of each axis of ``rope``, ``(dt,)`` or ``(dt, dh, dw)``, each even, at
+            most ``head_dim`` in all; the rest of each head is not rotated. V-JEPA 2:
+            ``(p, p, p)`` with ``p = 2 * ((head_dim // 3) // 2)``.
         prefix_mode: how prefix tokens (``forward(..., prefix=...)``) are answered: ``"all"``, over
             every token of the clip, or ``"mean"``, within each of the pattern's sequences and
             averaged (TimeSformer's class token; :mod:`spacetime.ops.prefix`).
@@ -95,6 +102,8 @@ class SpaceTimeAttention(nn.Module):
         backend: str | None = None,
         rope: str | None = None,
         rope_base: float = 10000.0,
+        rope_pairs: str = "halves",
+        rope_dims: tuple[int, ...] | None = None,
         prefix_mode: str = "all",
         device=None,
         dtype=None,
@@ -106,7 +115,12 @@ class SpaceTimeAttention(nn.Module):
         if rope is not None and rope not in ROPE_AXES:
             raise ValueError(f"rope must be None or one of {ROPE_AXES}; got {rope!r}")
         self.rope, self.rope_base = rope, float(rope_base)
-        self.rope_parts = rope_split(self.head_dim, rope) if rope is not None else None
+        self.rope_pairs = one_of("rope_pairs", rope_pairs, ROPE_PAIRS)
+        if rope is None and (rope_dims is not None or rope_pairs != "halves"):
+            raise ValueError(f"rope_dims and rope_pairs shape the rotary embedding: build the layer with rope='t' or "
+                             f"rope='thw'; got rope=None, rope_pairs={rope_pairs!r}, rope_dims={rope_dims!r}")
+        self.rope_dims = check_rope_dims("rope_dims", self.head_dim, rope, rope_dims) if rope is not None else None
+        self.rope_parts = rope_split(self.head_dim, rope, self.rope_dims) if rope is not None else None
         self.inner_dim = self.num_heads * self.head_dim
         self.pattern = resolve_pattern(pattern)
         self.layout = check_layout(layout)
@@ -179,12 +193,16 @@ class SpaceTimeAttention(nn.Module):
             if tuple(positions.shape) != (b, t, h, w, 3):
                 raise ValueError(f"positions must have shape (b, t, h, w, 3) = {(b, t, h, w, 3)}; "
                                  f"got {tuple(positions.shape)}")
-            cos, sin = rope_at(positions, self.head_dim, self.rope, base=self.rope_base)  # (b, t, h, w, 1, d)
-        elif self.rope is not None:  # cos, sin: (t, h, w, 1, d), broadcast over b and heads
-            cos, sin = rope_grid(t, h, w, self.head_dim, self.rope, base=self.rope_base, device=q.device)
+            cos, sin = rope_at(positions, self.head_dim, self.rope, **self._rope_options())  # (b, t, h, w, 1, r)
+        elif self.rope is not None:  # cos, sin: (t, h, w, 1, r), broadcast over b and heads
+            cos, sin = rope_grid(t, h, w, self.head_dim, self.rope, device=q.device, **self._rope_options())
         else:
             return q, k
-        return apply_rotary(q, cos, sin, self.rope_parts), apply_rotary(k, cos, sin, self.rope_parts)
+        parts, pairs = self.rope_parts, self.rope_pairs  # sum(parts) = r <= d channels rotated, the rest kept
+        return apply_rotary(q, cos, sin, parts, pairs=pairs), apply_rotary(k, cos, sin, parts, pairs=pairs)
+
+    def _rope_options(self) -> dict:
+        return {"base": self.rope_base, "dims": self.rope_dims, "pairs": self.rope_pairs}
 
     def attention_bias(self, t: int, h: int, w: int, device=None) -> Tensor | None:
         """An additive ``(heads, n, m)`` bias on the scores of the pattern's sequences (``None``: none). Layers
@@ -193,6 +211,8 @@ class SpaceTimeAttention(nn.Module):
 
     def extra_repr(self) -> str:
         rope = f", rope={self.rope!r}" if self.rope is not None else ""
+        rope += f", rope_pairs={self.rope_pairs!r}" if self.rope_pairs != "halves" else ""
+        rope += f", rope_dims={self.rope_dims}" if self.rope_dims is not None else ""
         return f"dim={self.dim}, num_heads={self.num_heads}, pattern={self.pattern}, layout={self.layout!r}{rope}"
 
 
