@@ -3,36 +3,39 @@
 :func:`from_diffusers` converts AnimateDiff's motion modules (``AnimateDiffTransformer3D``, alone or a whole
 ``MotionAdapter``, nesting kept) and ``TransformerTemporalModel`` into :class:`~spacetime.blocks.motion.MotionModule` s
 that take diffusers' inputs and return its outputs; a module, or its ``state_dict`` with its ``config.json`` dict.
-:func:`to_diffusers_state_dict` gives the tensors back exactly. :class:`SpacetimeAttnProcessor` runs a diffusers
-``Attention`` through :func:`spacetime.ops.attention` (its masks, its batch split above 65,535 = batch x heads), or
-through a spacetime pattern over the video grid of its tokens. docs/interop-diffusers.md says what is supported.
+:func:`to_diffusers_state_dict` gives the tensors back exactly. The attention processors
+(:class:`SpacetimeAttnProcessor` for diffusers' ``Attention``, :class:`SpacetimeWanAttnProcessor` for Wan's
+``WanAttention``) live in :mod:`spacetime.interop.diffusers_processor` and are importable from here.
+docs/interop-diffusers.md says what is supported.
 """
 
 from __future__ import annotations
 
 import inspect
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
 from ..blocks.motion import MotionModule
-from ..checks import float_tensor, int_tuple, one_of, positive_int
-from ..ops.attention import DEFAULT_BATCH_LIMIT, attention, available_backends
-from ..ops.layout import check_layout
-from ..ops.patterns import Pattern, Temporal
+from ..checks import float_tensor, one_of, positive_int
+from ..ops.patterns import Temporal
+from .diffusers_processor import (
+    TOKEN_ORDERS,
+    SpacetimeAttnProcessor,
+    SpacetimeWanAttnProcessor,
+    set_spacetime_processor,
+)
 
 __all__ = ["ACTIVATIONS", "TOKEN_ORDERS", "DiffusersMotionAdapter", "DiffusersMotionModule", "SpacetimeAttnProcessor",
-           "from_diffusers", "set_spacetime_processor", "to_diffusers_state_dict"]
+           "SpacetimeWanAttnProcessor", "from_diffusers", "set_spacetime_processor", "to_diffusers_state_dict"]
 
 #: diffusers' ``activation_fn`` -> spacetime's ``Mlp(act=...)`` (``"geglu-approximate"`` is diffusers' ungated
 #: ``x * sigmoid(1.702 x)``, spacetime's ``"quick_gelu"``); others (``"swiglu"``) are refused
 ACTIVATIONS = {"geglu": "geglu", "gelu": "gelu", "gelu-approximate": "gelu_tanh", "geglu-approximate": "quick_gelu",
                "linear-silu": "silu"}
-#: how an attention module's sequences lie on the ``(b, t, h, w)`` video: its ``(batch, sequence)`` axes
-TOKEN_ORDERS = {"spatial": "(b t) heads (h w) d", "temporal": "(b h w) heads t d", "joint": "b heads (t h w) d"}
 _CLASS_NAMES = ("MotionAdapter", "AnimateDiffTransformer3D", "TransformerTemporalModel")
 
 
@@ -262,139 +265,3 @@ def to_diffusers_state_dict(converted: DiffusersMotionModule | DiffusersMotionAd
     if isinstance(converted, DiffusersMotionAdapter) and converted.conv_in is not None:
         out.update({f"conv_in.{n}": p.grad if gradients else p for n, p in converted.conv_in.named_parameters()})
     return {k: v.detach().clone() for k, v in out.items() if v is not None}
-
-
-# --- spacetime's attention inside diffusers' models --------------------------------------------------------------
-
-
-class SpacetimeAttnProcessor:
-    """A diffusers attention processor for ``Attention`` modules that computes through :func:`spacetime.ops.attention`.
-
-    Args:
-        backend: the spacetime backend; ``None`` follows the default. batch_limit: the largest ``batch * heads`` of one
-            kernel call; above it the batch is split (exactly).
-        pattern: ``None``: the module's attention as diffusers' ``AttnProcessor2_0`` computes it, masks included. A
-            :class:`~spacetime.ops.Pattern` (``Window``, ``CrossFrame``, ...): the module's self-attention replaced by
-            the pattern over the video grid of its tokens (no masks, no cross-attention).
-        tokens: with a pattern, how the module's sequences lie on the video (:data:`TOKEN_ORDERS`): ``"spatial"``
-            (each frame's pixels), ``"temporal"`` (each pixel's frames) or ``"joint"`` (the whole clip).
-        latent: ``(b, t, h, w)`` of the model's latent; :meth:`watch` sets it on every forward. A call's frame size is
-            the latent's halved (rounded up, as a U-Net downsamples) until it holds the call's tokens.
-    """
-
-    def __init__(self, *, backend: str | None = None, batch_limit: int = DEFAULT_BATCH_LIMIT,
-                 pattern: Pattern | None = None, tokens: str | None = None, latent: tuple | None = None):
-        self.backend = one_of("backend", backend, available_backends(), none_ok=True)
-        self.batch_limit = positive_int("batch_limit", batch_limit)
-        if pattern is not None and not isinstance(pattern, Pattern):
-            raise TypeError(f"pattern must be a spacetime Pattern or None; got {type(pattern).__name__}")
-        if (pattern is None) != (tokens is None):
-            raise ValueError(f"tokens must be given with a pattern, and only then; got pattern={pattern!r}, "
-                             f"tokens={tokens!r}")
-        self.pattern, self.tokens = pattern, one_of("tokens", tokens, TOKEN_ORDERS, none_ok=True)
-        self.latent = None if latent is None else int_tuple("latent", latent, 4, axes="(b, t, h, w)")
-
-    def watch(self, model: nn.Module, *, layout: str = "bcthw", argument: str = "sample"):
-        """Read :attr:`latent` from ``model``'s input ``argument`` (``layout``) before each forward; returns the hook's
-        handle (``.remove()`` stops it). The defaults read ``UNetMotionModel``'s ``sample``, ``(B, C, T, H, W)``."""
-        check_layout(layout)
-
-        def hook(_module, args, kwargs):
-            x = kwargs[argument] if argument in kwargs else args[0] if args else None
-            float_tensor(argument, x, 5, form=f"a video in layout {layout!r}")
-            sizes = dict(zip(layout, x.shape))
-            self.latent = (sizes["b"], sizes["t"], sizes["h"], sizes["w"])
-
-        return model.register_forward_pre_hook(hook, with_kwargs=True)
-
-    def __call__(self, attn, hidden_states: Tensor, encoder_hidden_states: Tensor | None = None,
-                 attention_mask: Tensor | None = None, temb: Tensor | None = None, *args, **kwargs) -> Tensor:
-        _check_processable(attn)
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        image = hidden_states.shape[-2:] if hidden_states.ndim == 4 else None
-        if image is not None:
-            hidden_states = rearrange(hidden_states, "b c h w -> b (h w) c")
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)  # over (b, c, n)
-        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
-        if context.shape[0] != hidden_states.shape[0]:
-            raise ValueError(f"encoder_hidden_states must have the batch of hidden_states ({hidden_states.shape[0]}); "
-                             f"got {context.shape[0]}")
-        if encoder_hidden_states is not None and attn.norm_cross:
-            context = attn.norm_encoder_hidden_states(context)
-        q, k, v = (rearrange(x, "b n (heads d) -> b heads n d", heads=attn.heads)
-                   for x in (attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)))
-        q, k = (q if attn.norm_q is None else attn.norm_q(q)), (k if attn.norm_k is None else attn.norm_k(k))
-        if self.pattern is None:
-            mask = attention_mask
-            if mask is not None:  # as AttnProcessor2_0 prepares it: (b heads, n | 1, m) -> (b, heads, n | 1, m)
-                mask = attn.prepare_attention_mask(mask, k.shape[2], q.shape[0])
-                mask = mask.reshape(q.shape[0], attn.heads, -1, mask.shape[-1])
-            out = attention(q, k, v, mask=mask, backend=self.backend, scale=attn.scale, batch_limit=self.batch_limit)
-        else:
-            out = self._pattern_attention(attn, q, k, v, attention_mask, encoder_hidden_states is not None)
-        out = attn.to_out[1](attn.to_out[0](rearrange(out, "b heads n d -> b n (heads d)")))
-        if image is not None:
-            out = rearrange(out, "b (h w) c -> b c h w", h=image[0])
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
-
-    def _pattern_attention(self, attn, q: Tensor, k: Tensor, v: Tensor, mask, cross: bool) -> Tensor:
-        if cross or mask is not None:
-            raise ValueError("pattern: a pattern swap replaces a self-attention without a mask; this call passes "
-                             f"{'encoder_hidden_states' if cross else 'attention_mask'}: install the processor on "
-                             "self-attention modules only (set_spacetime_processor(..., select=...))")
-        if abs(attn.scale - q.shape[-1] ** -0.5) > 1e-12:
-            raise ValueError(f"pattern: patterns scale scores by head_dim ** -0.5; this module uses {attn.scale}")
-        b, t, h, w = self._grid(q.shape[0], q.shape[2])
-        order = TOKEN_ORDERS[self.tokens]
-        q, k, v = (rearrange(x, f"{order} -> b t h w heads d", b=b, t=t, h=h, w=w) for x in (q, k, v))
-        return rearrange(self.pattern(q, k, v, backend=self.backend), f"b t h w heads d -> {order}")
-
-    def _grid(self, batch: int, n: int) -> tuple[int, int, int, int]:
-        """``(b, t, h, w)`` of a call's ``batch`` sequences of ``n`` tokens, from :attr:`latent`."""
-        if self.latent is None:
-            raise ValueError("latent: a pattern swap needs the latent's (b, t, h, w): pass latent= or watch(model)")
-        lb, t, height, width = self.latent
-        pixels = {"spatial": n, "temporal": batch // lb if batch % lb == 0 else 0, "joint": n // t}[self.tokens]
-        h, w = height, width
-        while h * w > pixels and h * w > 1:
-            h, w = -(-h // 2), -(-w // 2)
-        b = {"spatial": batch // t if batch % t == 0 else 0, "temporal": lb, "joint": batch}[self.tokens]
-        if h * w != pixels or b * t * h * w != batch * n:
-            raise ValueError(f"latent (b, t, h, w) = {self.latent} has no {self.tokens} grid of {batch} sequences x "
-                             f"{n} tokens (frame sizes halved, rounded up)")
-        return b, t, h, w
-
-
-def _check_processable(attn) -> None:
-    from diffusers.models.attention_processor import Attention
-
-    if not isinstance(attn, Attention):
-        raise TypeError(f"SpacetimeAttnProcessor serves diffusers' Attention; got {type(attn).__name__}")
-    options = {"added_kv_proj_dim": attn.added_kv_proj_dim is not None, "is_causal": attn.is_causal,
-               "only_cross_attention": attn.to_k is None, "pre_only": attn.to_out is None,
-               "kv_heads": attn.inner_kv_dim != attn.inner_dim}
-    if bad := [name for name, used in options.items() if used]:
-        raise ValueError(f"SpacetimeAttnProcessor: Attention option(s) {bad} are not supported (AttnProcessor2_0, "
-                         "which it reproduces, does not serve them either)")
-
-
-def set_spacetime_processor(model: nn.Module, processor: SpacetimeAttnProcessor | None = None, *,
-                            select: Callable[[str, nn.Module], bool] | None = None) -> list[str]:
-    """Give ``processor`` (a default :class:`SpacetimeAttnProcessor` if ``None``) to every diffusers ``Attention`` of
-    ``model`` for which ``select(name, module)`` is true (all by default), through ``Attention.set_processor``; works
-    for models without ``set_attn_processor`` (``TransformerSpatioTemporalModel``). Returns the modules' names."""
-    from diffusers.models.attention_processor import Attention
-
-    processor = SpacetimeAttnProcessor() if processor is None else processor
-    names = [n for n, m in model.named_modules() if isinstance(m, Attention) and (select is None or select(n, m))]
-    for name in names:
-        model.get_submodule(name).set_processor(processor)
-    if not names:
-        raise ValueError(f"model: no diffusers Attention module {'was selected' if select else 'found'} in "
-                         f"{type(model).__name__}")
-    return names
