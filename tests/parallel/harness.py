@@ -2,6 +2,7 @@
 rank's error, if any. The function is a module-level ``fn(rank, world, *args)``; each rank runs it after joining
 the default process group."""
 
+import datetime
 import os
 import socket
 import traceback
@@ -20,13 +21,14 @@ def _free_port() -> int:
 def _entry(rank: int, world: int, port: int, fn, args, errors) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a collective that one rank never joins fails after a minute instead of hanging the test run
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
     try:
         fn(rank, world, *args)
-    except BaseException:
+        dist.barrier()
+    except BaseException:  # the others may wait in a collective: they time out and report theirs after this
         errors.put((rank, traceback.format_exc()))
     finally:
-        dist.barrier()
         dist.destroy_process_group()
 
 

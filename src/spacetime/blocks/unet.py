@@ -94,7 +94,7 @@ class AttentionStage(nn.Module):
         """``(..., 3)`` positions -> ``(..., 3 * pos_dim)`` sinusoidal features."""
         flat = grid.reshape(-1, 3)
         feats = [sinusoidal_table(flat[:, i], self.pos_dim, base=100.0) for i in range(3)]
-        return torch.cat(feats, -1).view(*grid.shape[:-1], -1)
+        return torch.cat(feats, -1).view(*grid.shape[:-1], -1).to(self.pos.weight.dtype)
 
     def forward(self, x: Tensor, shift: Tensor | None = None) -> Tensor:
         """``shift`` ``(b, t, 2)``: per-frame (row, column) offset of the scene, in fractions of the frame."""

@@ -273,19 +273,20 @@ class VideoTransformer(Model):
     def forward_features(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
         """``x -> (b, dim)``: the pooled clip representation before the head."""
         tokens, cls, mask = self._encode(x, frame_mask)
-        if cls is not None:
-            return self.norm(cls[:, 0])
+        return self.norm(cls[:, 0] if cls is not None else self._pool(tokens, mask))
+
+    def _pool(self, tokens: Tensor, mask: Tensor | None) -> Tensor:
+        """``(b, t, h, w, dim)`` tokens and their ``(b, t)`` frame mask -> ``(b, dim)``: the class-attention read-out
+        (``pool="cls"``) or the mean over real tokens (an all-padding clip gives zeros)."""
         _, t, h, w, _ = tokens.shape
         seq = rearrange(tokens, "b t h w c -> b (t h w) c")
         seq_mask = None if mask is None else repeat(mask, "b t -> b (t h w)", h=h, w=w)
         if self.pool is not None:
-            pooled = self.pool(seq, seq_mask)
-        elif seq_mask is None:
-            pooled = seq.mean(dim=1)
-        else:  # mean over real tokens; an all-padding clip gives zeros
-            weights = seq_mask.to(seq.dtype)[:, :, None]
-            pooled = (seq * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        return self.norm(pooled)
+            return self.pool(seq, seq_mask)
+        if seq_mask is None:
+            return seq.mean(dim=1)
+        weights = seq_mask.to(seq.dtype)[:, :, None]
+        return (seq * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
     def forward(self, x: Tensor, frame_mask: Tensor | None = None) -> Tensor:
         """``x`` in ``config.layout`` -> ``(b, num_classes)`` logits."""

@@ -281,8 +281,8 @@ class VideoUNet(Model):
                              f"levels); got H={h}, W={w}")
         inputs = self._inputs(x, x_self, known)
         camera = self._cameras(cameras, b, frames, h, w, x.device)
-        features = self._backbone(inputs, self.time_mlp(sinusoidal_table(self._timesteps(t, b, x.device),
-                                                                         cfg.channels[0])), camera)
+        steps = sinusoidal_table(self._timesteps(t, b, x.device), cfg.channels[0]).to(self.stem.weight.dtype)
+        features = self._backbone(inputs, self.time_mlp(steps), camera)
         p = cfg.patch
         image = rearrange(self.out(features), "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
         if self.mix is None:
@@ -324,7 +324,7 @@ class VideoUNet(Model):
             raise ValueError(f"this VideoUNet is camera-conditioned (camera={mode!r}): pass cameras "
                              f"(B, T, 6) = (pitch, yaw, roll, tx, ty, tz)")
         check_cameras(cameras, "cameras", trailing=(6,), batch=b, frames=frames)
-        return _Camera(self.config, cameras.to(device, torch.float32), h, w)
+        return _Camera(self.config, cameras.to(device, self.stem.weight.dtype), h, w)
 
     @staticmethod
     def _timesteps(t, b: int, device) -> Tensor:
@@ -354,6 +354,11 @@ class VideoUNet(Model):
                 x = self.upsample[j](F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"))
         return F.silu(self.out_norm(x))
 
+    @staticmethod
+    def _frames_before(frames: Tensor) -> Tensor:
+        """``(b, c, t, h, w)`` -> frame ``t - 1`` at every ``t`` (frame 0 for itself)."""
+        return torch.cat([frames[:, :, :1], frames[:, :, :-1]], dim=2)
+
     def _motion_mix(self, logits: Tensor, image: Tensor, frames: Tensor) -> Tensor:
         """The motion head's clean-frame estimate: per pixel, a softmax mix of the frame before (as given,
         moved by each shift of up to ``motion_head`` pixels) and the ``image`` the network draws itself.
@@ -363,8 +368,8 @@ class VideoUNet(Model):
         pass over for the drawn image where that is noise.
         """
         k = self.num_shifts
-        before = torch.cat([frames[:, :, :1], frames[:, :, :-1]], dim=2)  # (b, c, t, h, w): frame t - 1
-        moved = shifted_copies(before, self.config.motion_head, self.config.motion_fill)  # (b, c, t, k, h, w)
+        moved = shifted_copies(self._frames_before(frames), self.config.motion_head,
+                               self.config.motion_fill)  # (b, c, t, k, h, w)
         weights = logits.softmax(dim=1)
         mixed = (weights[:, None, :k].transpose(2, 3) * moved).sum(3)  # a plain product: einsum is 3x slower here
         return mixed + weights[:, k:] * image

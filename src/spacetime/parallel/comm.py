@@ -70,8 +70,8 @@ def halo(x: Tensor, group, dim: int, before: int, after: int) -> tuple[Tensor, T
     """The ``before`` entries along ``dim`` that precede this rank's part (the end of the previous rank's) and the
     ``after`` entries that follow it (the start of the next rank's); empty at the ends of the whole tensor.
 
-    Every rank's part must hold at least ``max(before, after)`` entries (the caller checks: see
-    :func:`spacetime.parallel.shard.check_frames`), so that the halo comes from the neighbours alone.
+    Every rank's part must hold at least ``max(before, after)`` entries (the caller checks), so that the
+    halo comes from the neighbours alone.
     """
     world, rank = dist.get_world_size(group), dist.get_rank(group)
     dim = dim % x.ndim
@@ -88,7 +88,9 @@ def halo(x: Tensor, group, dim: int, before: int, after: int) -> tuple[Tensor, T
     if rank > 0:  # the previous rank's `after`: this part's start; and it sends its end
         chunks[rank - 1], shapes[rank - 1] = part(0, after), shape(before)
     received = exchange(chunks, group, shapes)
-    return (received[rank - 1] if rank > 0 else part(0, 0)), (received[rank + 1] if rank + 1 < world else part(0, 0))
+    # at the ends: the empty piece this rank sent itself, so that the result always comes out of the exchange (a
+    # caller that uses it, empty or not, runs the exchange's backward on every rank alike)
+    return received[rank - 1 if rank > 0 else rank], received[rank + 1 if rank + 1 < world else rank]
 
 
 class _AllSum(torch.autograd.Function):

@@ -52,6 +52,7 @@ class ShardContext:
 
     def __init__(self, group):
         self.group, self.sharding = check_group(group), None
+        self.replicated = False  # set by a module whose later parts see the whole clip on every rank
 
     def begin(self, local_frames: int) -> Sharding:
         self.sharding = Sharding.agree(self.group, local_frames)

@@ -112,24 +112,38 @@ class Sharding:
         return x.narrow(dim, self.offset, self.local)
 
 
-def shard_video(x: Tensor, group, layout: str = "bcthw") -> Tensor:
-    """This rank's contiguous frames of a clip ``x`` in ``layout`` (sizes as ``torch.tensor_split`` gives them)."""
+def shard_video(x: Tensor, group, layout: str = "bcthw", unit: int = 1) -> Tensor:
+    """This rank's contiguous frames of a clip ``x`` in ``layout`` (sizes as ``torch.tensor_split`` gives them).
+
+    ``unit``: split in runs of this many frames (a tubelet's, so that every rank holds whole tubelets).
+    """
     check_group(group)
     dim = frame_axis(layout)
-    return Sharding.of(group, x.shape[dim]).slice(x, dim)
+    positive_int("unit", unit)
+    if x.shape[dim] % unit:
+        raise ValueError(f"x has {x.shape[dim]} frames, not a multiple of unit={unit} (the tubelet's frames)")
+    sharding = Sharding.of(group, x.shape[dim] // unit)
+    return x.narrow(dim, sharding.offset * unit, sharding.local * unit)
 
 
-def gather_video(x: Tensor, group, layout: str = "bcthw", frames: int | None = None) -> Tensor:
-    """The whole clip from every rank's frames (the inverse of :func:`shard_video`), on every rank.
+def gather_video(x: Tensor, group, layout: str = "bcthw", frames: int | None = None, unit: int = 1) -> Tensor:
+    """The whole clip from every rank's frames (the inverse of :func:`shard_video` with the same ``unit``), on
+    every rank.
 
     ``frames`` (the clip's T) saves a round of communication. The gradient of the gathered clip is summed
     over the ranks and each gets its own frames' part (a reduce-scatter).
     """
     check_group(group)
     dim, world = frame_axis(layout), dist.get_world_size(group)
-    sharding = Sharding.agree(group, x.shape[dim]) if frames is None else Sharding.of(group, frames)
-    if x.shape[dim] != sharding.local:
+    positive_int("unit", unit)
+    if x.shape[dim] % unit or (frames is not None and frames % unit):
+        raise ValueError(f"x holds {x.shape[dim]} frames (a clip of T={frames}): not runs of unit={unit} frames")
+    if frames is None:
+        sharding = Sharding.agree(group, x.shape[dim] // unit)
+    else:
+        sharding = Sharding.of(group, frames // unit)
+    if x.shape[dim] != sharding.local * unit:
         raise ValueError(f"x holds {x.shape[dim]} frames on rank {sharding.rank}; a clip of T={frames} split over "
-                         f"{world} ranks gives it {sharding.local}")
-    shapes = [tuple(n if d != dim else size for d, n in enumerate(x.shape)) for size in sharding.sizes]
+                         f"{world} ranks gives it {sharding.local * unit}")
+    shapes = [tuple(n if d != dim else size * unit for d, n in enumerate(x.shape)) for size in sharding.sizes]
     return torch.cat(exchange([x] * world, group, shapes), dim=dim)
