@@ -136,10 +136,13 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, *, grad_clip: float = 0.0,
-                   parameters=None) -> None:
-    """Backward, clip the gradient norm of ``parameters`` to ``grad_clip`` (0: no clip), step."""
+                   parameters=None, reduce: Callable[[], None] | None = None) -> None:
+    """Backward, ``reduce()`` (the processes' gradients brought together, when the model does not do it
+    itself), clip the gradient norm of ``parameters`` to ``grad_clip`` (0: no clip), step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if reduce is not None:
+        reduce()
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
     optimizer.step()

@@ -28,7 +28,7 @@ from ..measure import matmul_rate
 from ..models.video_unet import PRESETS
 from .config import CLIP_ENDS, DATA_KINDS, DEMO_CONFIG, LR_DECAYS, TrainConfig
 from .evaluate import evaluate_camera, evaluate_videos, format_camera_report, format_report
-from .sample import sample_checkpoint
+from .sample import sample_checkpoint, sample_processes
 from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
 from .train import train_processes
 
@@ -126,23 +126,25 @@ def _default_procs() -> int:
 
 def _run_train(args) -> int:
     cfg = resolve_config(args)
-    summary = train_processes(cfg, args.out, procs=args.procs, resume=args.resume, progress=_progress(args))
+    summary = train_processes(cfg, args.out, procs=args.procs, resume=args.resume, progress=_progress(args),
+                              sp=args.sp)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained {summary['step']} steps in {summary['seconds']:.0f} s (final loss {summary['loss']:.4f}"
               + (", stopped by the time limit" if summary.get("stopped_by_time_limit") else "") + ")")
         if "ranks_agree" in summary:
-            print(f"parameters identical on all {summary['world_size']} ranks: {summary['ranks_agree']}")
+            split = f" (dp={summary['world_size'] // summary['sp']} x sp={summary['sp']})" if summary["sp"] > 1 else ""
+            print(f"parameters identical on all {summary['world_size']} ranks{split}: {summary['ranks_agree']}")
         print(f"checkpoint: {summary.get('checkpoint')}\nlog: {Path(args.out) / 'log.csv'}, "
               f"loss curve: {Path(args.out) / 'loss.png'}")
     return 0
 
 
 def _run_sample(args) -> int:
-    result = sample_checkpoint(args.checkpoint, args.out, num=args.num, sampler=args.sampler, steps=args.steps,
-                               seed=args.seed, weights=args.weights, batch_size=args.batch_size,
-                               progress=_progress(args), camera_path=args.camera_path, camera_speed=args.camera_speed,
-                               reverse_camera=args.reverse_camera, guidance=args.guidance, guide=args.guide,
-                               motion_temperature=args.motion_temperature)
+    result = sample_processes(args.checkpoint, args.out, args.sp, num=args.num, sampler=args.sampler,
+                              steps=args.steps, seed=args.seed, weights=args.weights, batch_size=args.batch_size,
+                              progress=_progress(args), camera_path=args.camera_path, camera_speed=args.camera_speed,
+                              reverse_camera=args.reverse_camera, guidance=args.guidance, guide=args.guide,
+                              motion_temperature=args.motion_temperature)
     r, paths = result["config"], result["paths"]
     guided = f", guided by {r['guide']} at {r['guidance']:g}" if r["guidance"] else ""
     if r["motion_temperature"] != 1:
@@ -222,6 +224,9 @@ def _register_train(subparsers) -> None:
     p.add_argument("--procs", type=int, default=1,
                    help="data-parallel training processes on this machine, one thread each (default 1; on a few CPU "
                         "cores 2 processes beat 2 threads for small models)")
+    p.add_argument("--sp", type=int, default=1,
+                   help="sequence parallelism: split each clip's frames across this many of the processes (--procs or "
+                        "torchrun's = dp x sp); the run is then one process's, whatever the split (default 1)")
     p.add_argument("--resume", action="store_true", help="continue bit-exactly from OUT/checkpoints/latest.json")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_train)
@@ -241,6 +246,9 @@ def _register_sample(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same videos)")
     p.add_argument("--weights", choices=["ema", "model"], default="ema", help="which weights of the checkpoint")
     p.add_argument("--batch-size", type=int, default=32, help="videos denoised at once")
+    p.add_argument("--sp", type=int, default=1,
+                   help="split every clip's frames across this many processes on this machine (sequence "
+                        "parallelism); the same videos as one process (default 1)")
     p.add_argument("--camera-path", default=None,
                    help="camera models: a preset (pan_right, diagonal_up_left, pan_right_reverse, ...; see "
                         "spacetime.data.camera_pan.PRESETS) or a .json of per-frame poses%(default).0s")

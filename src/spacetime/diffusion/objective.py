@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..checks import int_at_least, one_of
 from ..models.video_unet import VideoUNetConfig
 from ..ops.motion import shift_offsets, shifted_copies
+from ..parallel.batch import BatchSplit
 from .config import CLIP_ENDS, TrainConfig
 from .schedules import predicted_x0
 
@@ -95,12 +96,17 @@ def given_prefix(x0: Tensor, xt: Tensor, cut: int) -> tuple[Tensor, Tensor, Tens
 
 
 def diffusion_loss(net: nn.Module, noise_sched, cfg: TrainConfig, unet: VideoUNetConfig, x0: Tensor,
-                   cameras: Tensor | None, generator: torch.Generator, device) -> Tensor:
+                   cameras: Tensor | None, generator: torch.Generator, device,
+                   split: BatchSplit | None = None) -> Tensor:
     """The training loss of ``net`` on a batch of clean videos ``x0`` ``(B, C, T, H, W)`` in [-1, 1].
 
     Draws, from ``generator`` and in this order: next-frame clips, the noise, the timesteps, the
     blends, and (self-conditioned models) whether to condition on the model's own first estimate.
     Noise and timesteps are drawn on the CPU, so a run is the same on any device.
+
+    ``split`` (a :class:`~spacetime.parallel.batch.BatchSplit`; ``x0`` the whole batch on every process): ``net``
+    (sequence-parallel) sees this process's clips and frames, and the loss is this process's share of the batch's
+    (its squared errors over the count of its clips' terms, all frames).
     """
     if cfg.context_frames:  # next-frame model: clips of context_frames frames and the one after
         x0 = next_frame_clips(x0, cfg.context_frames, generator, cfg.clip_ends)
@@ -118,12 +124,18 @@ def diffusion_loss(net: nn.Module, noise_sched, cfg: TrainConfig, unet: VideoUNe
     weight = None
     if cfg.context_frames:
         xt, extra["known"], weight = given_prefix(x0, xt, cfg.context_frames)
+    count = (target.numel() if weight is None else weight.sum()) / (1 if split is None else split.dp)
+    if split is not None:  # this process's clips and frames of everything the network sees and is scored on
+        xt, target, t = split.local(xt), split.local(target), split.samples(t)
+        weight = None if weight is None else split.local(weight)
+        extra = {k: split.local(v, dim=1) for k, v in extra.items()}  # cameras (B, T, 6), known (B, T)
     if unet.self_condition:  # half the time, condition on the model's own first estimate
         x_self = torch.zeros_like(xt)
         if torch.rand((), generator=generator) < 0.5:
             with torch.no_grad():
                 x_self = predicted_x0(noise_sched, xt, t, net(xt, t, **extra), cfg.prediction).clamp(-1, 1)
         extra["x_self"] = x_self
-    if weight is None:
+    if weight is None and split is None:
         return F.mse_loss(net(xt, t, **extra), target)
-    return ((net(xt, t, **extra) - target) ** 2 * weight).sum() / weight.sum()  # only the frames to generate count
+    errors = (net(xt, t, **extra) - target) ** 2
+    return (errors if weight is None else errors * weight).sum() / count  # only the frames to generate count

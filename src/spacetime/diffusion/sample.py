@@ -1,7 +1,9 @@
 """Sampling with diffusers schedulers, and writing samples as GIF, MP4, a PNG grid and ``.npy``.
 
 :func:`sample_videos` samples any model; :func:`sample_checkpoint` samples a trained checkpoint the
-way its run's config says (what ``spacetime sample`` and ``spacetime demo`` do).
+way its run's config says (what ``spacetime sample`` and ``spacetime demo`` do);
+:func:`sample_processes` does it with every clip split across processes (sequence parallelism: each
+process denoises its frames, the sampler runs on the whole clips alike everywhere, the same videos).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from ..data.camera_pan import camera_path, cameras_from_positions, positions_fro
 from ..io.checkpoint import CheckpointError, latest_checkpoint, step_checkpoints
 from ..io.files import atomic_write_npy, atomic_write_text
 from ..io.video import write_gif, write_grid_png, write_mp4
-from ..training import progress_bar
+from ..parallel.modules import is_parallel, parallelize
+from ..parallel.shard import Sharding, gather_video, shard_video
+from ..training import process_group, progress_bar, run_processes
 from .config import TrainConfig
 from .schedules import make_scheduler, predicted_x0
 from .train import load_model
 
-__all__ = ["sample_videos", "save_samples", "sample_checkpoint"]
+__all__ = ["sample_videos", "save_samples", "sample_checkpoint", "sample_processes"]
 
 
 @torch.no_grad()
@@ -33,7 +37,7 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
                   prediction: str = "v_prediction", shift: float = 1.0, seed: int = 0, batch_size: int = 32,
                   cameras: Tensor | None = None, context: int = 0, given: Tensor | None = None,
                   guide: nn.Module | None = None, guidance: float = 0.0, motion_temperature: float = 1.0,
-                  progress: bool | None = None) -> Tensor:
+                  progress: bool | None = None, group=None) -> Tensor:
     """Generate ``num_videos`` videos of ``shape = (C, T, H, W)``; returns ``(N, C, T, H, W)`` in [0, 1].
 
     The scheduler (``"ddpm"``, ``"ddim"``, ``"dpm"``) comes from diffusers and must match the
@@ -52,6 +56,9 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
     ``motion_temperature`` (a model with a motion head, which checks it): its per-pixel choice of move
     is made with the logits divided by this; below 1 each step leans on the likeliest move, so a frame
     is drawn from the motion the model favours rather than from the average of the ones it still allows.
+
+    ``group`` (every process of it calls this alike): the model and ``guide`` are parallelized in place
+    (:func:`~spacetime.parallel.parallelize`), each process denoises its frames, all return one process's videos.
     """
     for name, value in (("num_videos", num_videos), ("steps", steps), ("batch_size", batch_size)):
         positive_int(name, value)
@@ -60,7 +67,7 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
     cameras = _check_cameras(cameras, num_videos, shape[1])
     next_frame = _check_context(model, context, shape[1], cameras)
     first = _given_frames(given, shape, num_videos, context)
-    model = _guided(model, guide, guidance)
+    model = _prepared(model, guide, guidance, group)
     scheduler = make_scheduler(sampler, num_train_timesteps=timesteps, schedule=schedule, prediction_type=prediction,
                                shift=shift)
     gen = torch.Generator().manual_seed(seed)
@@ -69,7 +76,8 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
     total = -(-num_videos // batch_size) * steps * rounds
     desc = f"sample ({sampler}, {steps} steps{' per frame' if next_frame else ''})"
     out = []
-    with progress_bar(total, 0, desc, progress) as bar:
+    rank = 0 if group is None else torch.distributed.get_rank(group)
+    with progress_bar(total, 0, desc, progress, rank) as bar:
         for start in range(0, num_videos, batch_size):
             n = min(batch_size, num_videos - start)
             extra = {} if cameras is None else {"cameras": cameras[start:start + n]}
@@ -126,6 +134,31 @@ def _check_context(model: nn.Module, context: int, frames: int, cameras: Tensor 
     if context and cameras is not None:
         raise ValueError("cameras: a next-frame model (context > 0) takes no cameras yet")
     return next_frame
+
+
+def _prepared(model: nn.Module, guide: nn.Module | None, guidance: float, group) -> nn.Module:
+    """The denoiser a sampler calls: ``model``, guided by ``guide`` (autoguidance), its clips split across ``group``."""
+    if group is not None:
+        for net in (model, guide):
+            if net is not None and not is_parallel(net):
+                parallelize(net, group)
+    model = _guided(model, guide, guidance)
+    return model if group is None else _FrameSharded(model, group)
+
+
+class _FrameSharded(nn.Module):
+    """A sequence-parallel denoiser called on whole clips: this process's frames go in, the whole output comes back."""
+
+    def __init__(self, model: nn.Module, group):
+        super().__init__()
+        self.model, self.group, self.config = model, group, model.config
+
+    def forward(self, x: Tensor, t: Tensor, **kwargs) -> Tensor:
+        frames = x.shape[2]
+        mine = Sharding.of(self.group, frames)
+        local = {k: mine.slice(v, 1) if k in ("cameras", "known") else shard_video(v, self.group) if k == "x_self"
+                 else v for k, v in kwargs.items()}
+        return gather_video(self.model(shard_video(x, self.group), t, **local), self.group, frames=frames)
 
 
 class _Guided(nn.Module):
@@ -249,11 +282,12 @@ def _camera_request(spec, frames: int, num: int, speed: float, reverse: bool) ->
 
 def sample_checkpoint(checkpoint, out=None, *, num=None, sampler=None, steps=None, seed=0, weights="ema",
                       batch_size=32, progress=None, camera_path=None, camera_speed=1.0, reverse_camera=False,
-                      guidance=None, guide=None, motion_temperature=None) -> dict:
+                      guidance=None, guide=None, motion_temperature=None, group=None) -> dict:
     """Sample a checkpoint the way its run's config says (what ``spacetime sample`` does); arguments left
     ``None`` take the run's values. Returns ``{"videos": (N, C, T, H, W) in [0, 1], "paths", "config"}``: with
     ``out``, the videos, grid, array and ``sample_config.json`` are written there (``paths``); without, nothing
-    is written and ``paths`` is empty."""
+    is written and ``paths`` is empty. ``group``: sequence parallelism (:func:`sample_videos`); its first
+    process writes."""
     path, _ = latest_checkpoint(checkpoint)
     model, meta = load_model(path, which=weights)
     tc = TrainConfig.from_dict(meta["train_config"])
@@ -284,9 +318,11 @@ def sample_checkpoint(checkpoint, out=None, *, num=None, sampler=None, steps=Non
                            prediction=tc.prediction, shift=tc.noise_shift, seed=seed, batch_size=batch_size,
                            cameras=cameras, context=tc.context_frames, guide=guide_model,
                            guidance=resolved["guidance"], motion_temperature=resolved["motion_temperature"],
-                           progress=progress)
+                           progress=progress, group=group)
     resolved["seconds"] = round(time.perf_counter() - start, 2)
-    if out is None:
+    if group is not None:
+        resolved["sp"] = torch.distributed.get_world_size(group)
+    if out is None or (group is not None and torch.distributed.get_rank(group) != 0):  # one process writes
         return {"videos": videos, "paths": {}, "config": resolved}
     return {"videos": videos, "paths": _write_samples(videos, cameras, Path(out), resolved, meta), "config": resolved}
 
@@ -300,3 +336,24 @@ def _write_samples(videos: Tensor, cameras: Tensor | None, out: Path, resolved: 
         paths["cameras"] = atomic_write_npy(out / "cameras.npy", cameras.numpy())
     atomic_write_text(out / "sample_config.json", json.dumps(resolved, indent=2) + "\n")
     return paths
+
+
+def _sample_in_group(checkpoint, out, **kwargs) -> dict:
+    """:func:`sample_checkpoint` on every process of the default group, which splits each clip (a spawned worker)."""
+    with process_group() as (rank, world):
+        group = torch.distributed.group.WORLD
+        result = sample_checkpoint(checkpoint, out, group=group, **kwargs)
+        torch.distributed.barrier()  # leave together
+    return {"config": result["config"], "paths": {k: [str(p) for p in v] if isinstance(v, list) else str(v)
+                                                  for k, v in result["paths"].items()}}
+
+
+def sample_processes(checkpoint, out, sp: int = 1, **kwargs) -> dict:
+    """:func:`sample_checkpoint` (its keywords) with every clip split across ``sp`` processes on this machine; the
+    same videos as one process. Returns ``{"config", "paths"}`` (``sp=1``: :func:`sample_checkpoint`'s result)."""
+    positive_int("sp", sp)
+    if sp == 1:
+        return sample_checkpoint(checkpoint, out, **kwargs)
+    if out is None:
+        raise ValueError("out: sampling in several processes writes its videos to a folder; give one")
+    return run_processes(_sample_in_group, checkpoint, out, sp, **kwargs)

@@ -6,11 +6,19 @@ job (DDP, gloo on CPU, nccl on GPU), on the shared loop of :mod:`spacetime.train
 configs in the metadata, ``step-NNNNNN.state.pt`` with the optimizer, step, data position and
 every RNG, and ``latest.json`` naming the newest pair, written last). Only rank 0 writes.
 ``resume=True`` continues from ``latest.json`` bit-exactly (same process count).
+
+Sequence parallelism (``sp > 1``, :mod:`spacetime.parallel`): the processes form ``dp x sp``; each clip's frames
+are split across ``sp`` of them (the model :func:`~spacetime.parallel.parallelize` d), and every process draws
+the whole batch's data, noise and timesteps alike and keeps its part (:class:`~spacetime.parallel.batch.BatchSplit`),
+so that a run is one process's, whatever the split: it resumes with any other split of that kind, or in one
+process. Plain data parallelism (``sp = 1``, more than one process) keeps each process's own data and noise
+(DDP, a DistributedSampler): it resumes with the same number of processes only.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +35,8 @@ from ..data.moving_mnist import MovingMNIST
 from ..data.video_folder import VideoFolder
 from ..io.checkpoint import save_step_checkpoint
 from ..models.video_unet import VideoUNet
+from ..parallel.batch import BatchSplit, sum_gradients
+from ..parallel.modules import parallelize
 from ..training import (
     Clock,
     Meter,
@@ -96,42 +106,63 @@ class _Run:
     dataset: Dataset
     sampler: DistributedSampler
     gen: torch.Generator
+    split: BatchSplit | None = None  # sequence-parallel runs: this process's part of every batch
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
     trained_before: float = 0.0  # training seconds of the parts before this call
 
 
-def _setup(cfg: TrainConfig, rank: int, world: int) -> _Run:
-    if cfg.batch_size % world:
+def _setup(cfg: TrainConfig, rank: int, world: int, split: BatchSplit | None) -> _Run:
+    """This process's run; ``split`` (sequence parallelism) makes every process read and draw the whole batch."""
+    if split is not None:
+        split.check_batch(cfg.batch_size)
+    elif cfg.batch_size % world:
         raise ValueError(f"batch_size ({cfg.batch_size}) must be divisible by the number of processes ({world})")
     dataset = make_dataset(cfg)
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"the dataset holds {len(dataset)} videos, fewer than batch_size={cfg.batch_size}")
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    readers, reader = (1, 0) if split is not None else (world, rank)  # split runs: one order, the same everywhere
+    sampler = DistributedSampler(dataset, num_replicas=readers, rank=reader, shuffle=True, seed=cfg.seed,
+                                 drop_last=True)
     device = local_device()
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = VideoUNet(cfg.unet_config()).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
+    if split is not None and split.sp > 1:
+        parallelize(model, split.sp_group)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     noise_sched = make_scheduler("ddpm", num_train_timesteps=cfg.timesteps, schedule=cfg.schedule,
                                  prediction_type=cfg.prediction, shift=cfg.noise_shift)
-    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
-    return _Run(cfg, rank, world, device, model, ema, optimizer, noise_sched, dataset, sampler, gen)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + reader)
+    return _Run(cfg, rank, world, device, model, ema, optimizer, noise_sched, dataset, sampler, gen, split)
+
+
+def _split_of(state: dict) -> tuple[int, int]:
+    """``(processes, sp)`` of the run that wrote a checkpoint's state (older ones: no sequence parallelism)."""
+    return state["world_size"], state.get("sp", 1)
 
 
 def _restore(run: _Run, out_dir: Path) -> None:
-    """Continue from the run folder's latest checkpoint: weights, optimizer, data position and every RNG."""
+    """Continue from the run folder's latest checkpoint: weights, optimizer, data position and every RNG.
+
+    A run whose every process draws the whole batch (sequence-parallel, or one process) continues with any
+    split of that kind; a plain data-parallel run only with its own number of processes.
+    """
     tensors, _, state = resume_checkpoint(out_dir, WEIGHTS_KIND, STATE_KIND, run.model.config)
     run.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     run.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
-    if state["world_size"] != run.world:
-        raise ValueError(f"checkpoint was written by {state['world_size']} processes; resuming with {run.world}")
+    (procs, sp), now = _split_of(state), (run.world, run.split.sp if run.split else 1)
+    shared = procs == 1 or sp > 1  # one stream of data and noise for the whole run
+    if (procs, sp) != now and not (shared and (run.split is not None or run.world == 1)):
+        raise ValueError(f"resume: the checkpoint was written by {procs} processes with sp={sp}; this run has "
+                         f"{now[0]} with sp={now[1]}. A plain data-parallel run (sp=1) keeps each process's own data "
+                         f"and noise, so it continues only as it was: --procs {procs} --sp {sp}")
     run.optimizer.load_state_dict(state["optimizer"])
     run.step, run.epoch, run.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
     run.trained_before = state.get("train_seconds", 0.0)  # absent in checkpoints of older versions
     torch.set_rng_state(state["torch_rng"])
-    run.gen.set_state(state["noise_rng"][run.rank])
+    run.gen.set_state(state["noise_rng"][0 if shared else run.rank])
 
 
 def _batches(run: _Run) -> Iterator[tuple[Tensor, Tensor | None]]:
@@ -139,7 +170,7 @@ def _batches(run: _Run) -> Iterator[tuple[Tensor, Tensor | None]]:
 
     ``run.epoch`` and ``run.batch_in_epoch`` say where the next batch comes from (a checkpoint's data position).
     """
-    per_rank = run.cfg.batch_size // run.world
+    per_rank = run.cfg.batch_size if run.split is not None else run.cfg.batch_size // run.world
     while True:
         run.sampler.set_epoch(run.epoch)
         order = list(run.sampler)
@@ -158,14 +189,15 @@ def _batches(run: _Run) -> Iterator[tuple[Tensor, Tensor | None]]:
 def _save(run: _Run, out_dir: Path, log: TrainLog, clock: Clock) -> Path | None:
     """Rank 0 writes a checkpoint of the run (every rank's noise RNG included) and redraws ``loss.png``."""
     rng_states = [run.gen.get_state()]
-    if run.world > 1:
+    if run.world > 1 and run.split is None:  # sequence-parallel runs: one stream, the same everywhere
         rng_states = [None] * run.world
         dist.all_gather_object(rng_states, run.gen.get_state())
     if run.rank != 0:
         return None
     cfg, model = run.cfg, run.model
     state = {"kind": STATE_KIND, "step": run.step, "epoch": run.epoch, "batch_in_epoch": run.batch_in_epoch,
-             "world_size": run.world, "optimizer": run.optimizer.state_dict(), "train_seconds": clock.seen,
+             "world_size": run.world, "sp": run.split.sp if run.split else 1,
+             "optimizer": run.optimizer.state_dict(), "train_seconds": clock.seen,
              "torch_rng": torch.get_rng_state(), "noise_rng": rng_states, "config": cfg.to_dict()}
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in run.ema.state_dict().items()})
@@ -176,26 +208,30 @@ def _save(run: _Run, out_dir: Path, log: TrainLog, clock: Clock) -> Path | None:
     return path
 
 
-def _mean_over_ranks(loss: Tensor, world: int) -> float:
+def _batch_loss(loss: Tensor, world: int, dp: int) -> float:
+    """The batch's loss from every process's: their sum over the world divided by the data-parallel degree."""
     value = loss.detach().float()
     if world > 1:
         dist.all_reduce(value)
-        value /= world
+        value /= dp
     return value.item()
 
 
 def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None = None,
-          stop_after: float | None = None) -> dict:
+          stop_after: float | None = None, sp: int = 1) -> dict:
     """Train ``cfg`` into ``out_dir``; return a summary (final step, loss, seconds, checkpoint path).
 
     ``cfg.time_limit`` bounds the run's training time, resumed parts included; ``stop_after`` (minutes)
     ends this call earlier, with a checkpoint to resume from (a run trained in parts). Under ``torchrun``
     (``WORLD_SIZE > 1``) it joins the process group, wraps the model in DistributedDataParallel, shards
-    the data with a DistributedSampler and lets rank 0 write.
+    the data with a DistributedSampler and lets rank 0 write. ``sp > 1`` splits every clip's frames across
+    ``sp`` processes (the module docstring).
     """
     out_dir = Path(out_dir)
+    positive_int("sp", sp)
     with process_group() as (rank, world):
-        run = _setup(cfg, rank, world)
+        split = BatchSplit.create(sp) if sp > 1 else None
+        run = _setup(cfg, rank, world, split)
         if resume:
             _restore(run, out_dir)
         if rank == 0:
@@ -207,27 +243,31 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
         if world > 1:
             summary["ranks_agree"] = ranks_agree(run.model)
             dist.barrier()  # leave together: no rank tears the group down while another still talks to it
-        return {**summary, "world_size": world, "out_dir": str(out_dir)}
+        return {**summary, "world_size": world, "sp": sp, "out_dir": str(out_dir)}
 
 
 def _loop(run: _Run, out_dir: Path, log: TrainLog, progress: bool | None, stop_after: float | None) -> dict:
     """Train from ``run.step`` to ``cfg.steps`` or the time limit, logging and checkpointing on the way."""
     cfg, world = run.cfg, run.world
+    split = run.split
     net = nn.parallel.DistributedDataParallel(run.model, device_ids=[run.device] if run.device.type == "cuda"
-                                              else None) if world > 1 else run.model
+                                              else None) if world > 1 and split is None else run.model
+    dp = split.dp if split is not None else world
+    reduce = None if split is None else (lambda: sum_gradients(run.model.parameters(), dp))
     clock, meter, result = Clock(run.trained_before, world, run.device), Meter(), {}
     run.model.train()
     with progress_bar(cfg.steps, run.step, "train", progress, run.rank) as bar:
         for x0, cams in (_batches(run) if run.step < cfg.steps else ()):
             lr = learning_rate(cfg, run.step, clock.seen)  # the clock as the last step ended
             set_lr(run.optimizer, lr)
-            loss = diffusion_loss(net, run.noise_sched, cfg, run.model.config, x0, cams, run.gen, run.device)
-            optimizer_step(run.optimizer, loss, grad_clip=cfg.grad_clip, parameters=run.model.parameters())
+            loss = diffusion_loss(net, run.noise_sched, cfg, run.model.config, x0, cams, run.gen, run.device, split)
+            optimizer_step(run.optimizer, loss, grad_clip=cfg.grad_clip, parameters=run.model.parameters(),
+                           reduce=reduce)
             update_ema(run.ema, run.model, run.step, cfg.ema_decay)
             run.step += 1
             clock.trained()
             out_of_time = clock.past(cfg.time_limit, stop_after)
-            meter.add("loss", _mean_over_ranks(loss, world))
+            meter.add("loss", _batch_loss(loss, world, dp))
             bar.update(1)
             last = run.step >= cfg.steps or out_of_time
             if run.step % cfg.log_every == 0 or last:
@@ -246,15 +286,24 @@ def _loop(run: _Run, out_dir: Path, log: TrainLog, progress: bool | None, stop_a
 
 
 def train_processes(cfg: TrainConfig, out_dir, procs: int = 1, resume: bool = False,
-                    progress: bool | None = None) -> dict:
-    """:func:`train` in ``procs`` data-parallel processes on this machine, one thread each (gloo, or
-    NCCL on GPUs); returns rank 0's summary. ``procs=1`` is a plain call in this process.
+                    progress: bool | None = None, sp: int = 1) -> dict:
+    """:func:`train` in ``procs`` processes on this machine, one thread each (gloo, or NCCL on GPUs); returns
+    rank 0's summary. ``procs=1`` is a plain call in this process. ``sp`` of them split each clip
+    (sequence parallelism, ``procs = dp x sp``); the others share the batch (data parallelism).
 
     Small models do not speed up with threads on a few CPU cores (the operations are too small), but
     do with processes: two single-thread processes train about 1.5x faster than one two-thread process
     on the 2-core machines here. ``cfg.batch_size`` stays the global batch.
     """
     positive_int("procs", procs)
-    if cfg.batch_size % procs:
-        raise ValueError(f"batch_size ({cfg.batch_size}) must be divisible by procs ({procs})")
-    return run_processes(train, cfg, out_dir, procs, resume=resume, progress=progress)
+    positive_int("sp", sp)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))  # under torchrun: its processes, this one among them
+    world, what = (launched, "WORLD_SIZE") if launched > 1 else (procs, "procs")
+    if world % sp:
+        raise ValueError(f"sp={sp} must divide {what}={world} (processes = dp x sp)")
+    if cfg.batch_size % (world // sp):
+        if sp == 1:
+            raise ValueError(f"batch_size ({cfg.batch_size}) must be divisible by {what} ({world})")
+        raise ValueError(f"batch_size ({cfg.batch_size}) must be divisible by the data-parallel degree "
+                         f"dp = {what} / sp = {world // sp}")
+    return run_processes(train, cfg, out_dir, procs if launched == 1 else 1, resume=resume, progress=progress, sp=sp)

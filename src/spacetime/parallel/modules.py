@@ -153,7 +153,8 @@ class _ShardedVideoTransformer:
         _, t, h, w, _ = tokens.shape
         sharding = self._sp.begin(t)
         if c.space_encoding == "flat":
-            tokens = tokens + sharding.slice(self.space_embed(sharding.frames, h, w, device=x.device), 0).to(tokens.dtype)
+            table = self.space_embed(sharding.frames, h, w, device=x.device)
+            tokens = tokens + sharding.slice(table, 0).to(tokens.dtype)
         elif self.space_embed is not None:
             tokens = tokens + self.space_embed(h, w, device=x.device).to(tokens.dtype)
         replicated = c.variant == "factorized_encoder"
