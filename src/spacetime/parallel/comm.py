@@ -4,15 +4,79 @@ resharding (frames <-> pixels, frames <-> heads) and the halo exchange; sums ove
 Everything goes through ``torch.distributed.all_to_all_single`` with split sizes (gloo and nccl both
 take uneven ones) or ``all_reduce``; the backward of an all-to-all is the all-to-all the other way,
 and the backward of a sum every rank uses is the sum of the ranks' gradients.
+
+:func:`count_traffic` counts what this rank sends through them (forward and backward), for the
+benchmark and the tests that hold the traffic to its formula.
 """
 
 from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["exchange", "reshard", "halo", "all_sum", "split_sizes"]
+__all__ = ["exchange", "reshard", "halo", "all_sum", "split_sizes", "Traffic", "count_traffic"]
+
+
+@dataclass
+class Traffic:
+    """What this rank sent to the other ranks of its groups while counting.
+
+    ``sent`` counts the elements of all-to-all exchanges that leave this rank (what it keeps for itself
+    is not counted), ``summed`` the elements of the sums it joins (the bytes on the wire for those depend on
+    the backend's algorithm: a ring sends ``2 (P - 1) / P`` of them); ``bytes_sent`` is ``sent`` in bytes.
+    ``calls`` counts the collectives and ``seconds`` the wall time inside them (waiting for the other ranks
+    included).
+    """
+
+    sent: int = 0
+    bytes_sent: int = 0
+    summed: int = 0
+    calls: int = 0
+    seconds: float = 0.0
+
+    def _add(self, kind: str, elements: int, element_size: int, seconds: float) -> None:
+        self.calls += 1
+        self.seconds += seconds
+        if kind == "all_sum":
+            self.summed += elements
+        else:
+            self.sent += elements
+            self.bytes_sent += elements * element_size
+
+
+_COUNTERS: list[Traffic] = []
+
+
+@contextmanager
+def count_traffic():
+    """Count this rank's traffic through :func:`exchange` and :func:`all_sum` (forward and backward) inside the
+    ``with`` block: ``with count_traffic() as traffic: ...``, then ``traffic.sent`` elements."""
+    traffic = Traffic()
+    _COUNTERS.append(traffic)
+    try:
+        yield traffic
+    finally:
+        _COUNTERS.remove(traffic)
+
+
+@contextmanager
+def _counted(kind: str, sizes: list[int], group, element_size: int):
+    """Around one collective: what this rank sends in it (to the other ranks) and how long it takes."""
+    if not _COUNTERS:
+        yield
+        return
+    start = time.perf_counter()
+    yield
+    seconds = time.perf_counter() - start
+    rank = dist.get_rank(group)
+    elements = sizes[0] if kind == "all_sum" else sum(n for i, n in enumerate(sizes) if i != rank)
+    for traffic in _COUNTERS:
+        traffic._add(kind, elements, element_size, seconds)
 
 
 def split_sizes(n: int, parts: int) -> list[int]:
@@ -27,14 +91,17 @@ class _Exchange(torch.autograd.Function):
     def forward(ctx, flat: Tensor, group, send: list[int], recv: list[int]) -> Tensor:
         ctx.group, ctx.send, ctx.recv = group, send, recv
         out = flat.new_empty(sum(recv))
-        dist.all_to_all_single(out, flat.contiguous(), output_split_sizes=recv, input_split_sizes=send, group=group)
+        with _counted("exchange", send, group, flat.element_size()):
+            dist.all_to_all_single(out, flat.contiguous(), output_split_sizes=recv, input_split_sizes=send,
+                                   group=group)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         back = grad.new_empty(sum(ctx.send))
-        dist.all_to_all_single(back, grad.contiguous(), output_split_sizes=ctx.send, input_split_sizes=ctx.recv,
-                               group=ctx.group)
+        with _counted("exchange", ctx.recv, ctx.group, grad.element_size()):
+            dist.all_to_all_single(back, grad.contiguous(), output_split_sizes=ctx.send, input_split_sizes=ctx.recv,
+                                   group=ctx.group)
         return back, None, None, None
 
 
@@ -98,13 +165,15 @@ class _AllSum(torch.autograd.Function):
     def forward(ctx, x: Tensor, group) -> Tensor:
         ctx.group = group
         out = x.clone()
-        dist.all_reduce(out, group=group)
+        with _counted("all_sum", [out.numel()], group, out.element_size()):
+            dist.all_reduce(out, group=group)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         out = grad.clone()
-        dist.all_reduce(out, group=ctx.group)
+        with _counted("all_sum", [out.numel()], ctx.group, out.element_size()):
+            dist.all_reduce(out, group=ctx.group)
         return out, None
 
 

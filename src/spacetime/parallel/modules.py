@@ -41,7 +41,8 @@ from ..models.classifier import VideoTransformer
 from ..models.video_unet import Level, VideoUNet, _Camera
 from ..ops.camera import check_cameras
 from ..ops.layout import check_video
-from .comm import all_sum, halo
+from ..ops.patterns import Temporal
+from .comm import all_sum, halo, reshard, split_sizes
 from .patterns import ShardContext, ShardedPattern, attend_across, gather_frames
 from .shard import check_group, gather_video
 
@@ -57,7 +58,46 @@ def is_parallel(module: nn.Module) -> bool:
 
 
 class _ShardedAttention:
-    """Rotary positions by global frame index (the pattern itself is swapped for a ShardedPattern)."""
+    """Rotary positions by global frame index (the pattern itself is swapped for a ShardedPattern).
+
+    A temporal layer moves its input, not its queries, keys and values, from a split by frames to a split
+    by pixels (the projections work per token, so they commute with the move), attends over every frame of
+    its pixels and moves the output back: one all-to-all of the activations each way, ``2 M (P - 1) / P``
+    elements for an input of ``M`` (DSP's count), where resharding ``q, k, v`` would send twice that.
+    """
+
+    def forward_channels_last(self, x: Tensor, frame_mask: Tensor | None = None, positions: Tensor | None = None,
+                              prefix: Tensor | None = None):
+        if prefix is not None or not isinstance(self.pattern.pattern, Temporal):
+            return super().forward_channels_last(x, frame_mask, positions, prefix)
+        b, t, h, w, c = x.shape
+        sharding, group = self._sp.current(t), self._sp.group
+        if h * w < sharding.world:
+            raise ValueError(f"{self.pattern.pattern!r}: a frame of H*W={h * w} pixels cannot be split over sp="
+                             f"{sharding.world} ranks (temporal attention splits the pixels)")
+        pixels = split_sizes(h * w, sharding.world)
+        start = sum(pixels[:sharding.rank])
+
+        def by_pixel(y: Tensor) -> Tensor:  # (b, t_r, h, w, ...) -> (b, T, 1, pixels_r, ...)
+            y = reshard(y.flatten(2, 3), group, split_dim=2, cat_dim=1, cat_sizes=list(sharding.sizes))
+            return y[:, :, None]
+
+        if positions is not None:  # the caller's (frame, row, column) positions go with their tokens
+            one = positions.stride(0) == 0  # the same for every clip of the batch: move one
+            positions = by_pixel((positions[:1] if one else positions).detach()).expand(b, -1, -1, -1, -1)
+        elif self.rope is not None:  # the global grid's positions of this rank's pixels
+            pixel = torch.arange(start, start + pixels[sharding.rank], device=x.device)
+            axes = torch.meshgrid(torch.arange(sharding.frames, device=x.device), pixel, indexing="ij")
+            grid = torch.stack([axes[0], axes[1] // w, axes[1] % w], dim=-1).to(torch.float32)
+            positions = grid[None, :, None].expand(b, -1, -1, -1, -1)
+        mask = None if frame_mask is None else gather_frames(frame_mask, group, sharding)
+        sharded, self.pattern = self.pattern, self.pattern.pattern  # this layer's sequences are whole now
+        try:
+            out = super().forward_channels_last(by_pixel(x), mask, positions)  # (b, T, 1, pixels_r, c)
+        finally:
+            self.pattern = sharded
+        back = reshard(out[:, :, 0], group, split_dim=1, cat_dim=2, cat_sizes=pixels)
+        return back.unflatten(2, (h, w))
 
     def _rotate(self, q: Tensor, k: Tensor, positions: Tensor | None) -> tuple[Tensor, Tensor]:
         if positions is None and self.rope is not None:
