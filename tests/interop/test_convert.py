@@ -55,7 +55,7 @@ def test_convert_a_classifier_and_evaluate_it_on_a_folder(tmp_path, capsys):
         evaluate_checkpoint(tmp_path / "st" / "model.safetensors", data=str(tmp_path / "data"))
 
 
-def test_convert_an_encoder_and_bad_sources(tmp_path):
+def test_convert_an_encoder_and_bad_sources(tmp_path, capsys):
     config = VivitConfig(image_size=16, num_frames=4, tubelet_size=[2, 8, 8], **SMALL)
     original = randomize(VivitModel(config))
     original.save_pretrained(tmp_path / "hf")
@@ -65,6 +65,13 @@ def test_convert_an_encoder_and_bad_sources(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(converted(x), original(x).last_hidden_state, atol=1e-5, rtol=1e-5)
     assert main(["convert", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(tmp_path / "hf" / "model.safetensors")
+    del weights["embeddings.patch_embeddings.projection.bias"]
+    save_file(weights, tmp_path / "hf" / "model.safetensors")
+    assert main(["convert", str(tmp_path / "hf"), "--out", str(tmp_path / "z")]) == 2  # one line naming the key
+    assert "missing keys ['embeddings.patch_embeddings.projection.bias']" in capsys.readouterr().err
     (tmp_path / "bert").mkdir()
     (tmp_path / "bert" / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ValueError, match="from_transformers converts"):

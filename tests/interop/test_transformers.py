@@ -134,6 +134,9 @@ def test_videomae_position_table_is_the_originals():
     (lambda: from_transformers(VivitModel(VivitConfig(hidden_act="relu", image_size=16, num_frames=2,
                                                       tubelet_size=[2, 8, 8], **SMALL))),
      ValueError, "hidden_act='relu' has no spacetime activation"),
+    (lambda: from_transformers(VideoMAEModel(VideoMAEConfig(hidden_dropout_prob=0.1, image_size=16, patch_size=8,
+                                                            num_frames=2, **SMALL))),
+     ValueError, r"hidden_dropout_prob=0.1 \(dropout on the blocks' outputs\) has no spacetime counterpart"),
     (lambda: from_transformers({}), ValueError, "a state_dict needs the model's config"),
     (lambda: from_transformers(3), TypeError,
      "model must be a transformers model, a state_dict or a checkpoint folder"),
@@ -148,9 +151,9 @@ def test_bad_state_dicts_name_the_key():
     config = VivitConfig(image_size=16, num_frames=2, tubelet_size=[2, 8, 8], **SMALL)
     state = VivitModel(config).state_dict()
     missing = {k: v for k, v in state.items() if k != "layers.1.mlp.fc1.weight"}
-    with pytest.raises(KeyError, match=r"missing keys \['layers.1.mlp.fc1.weight'\]"):
+    with pytest.raises(ValueError, match=r"missing keys \['layers.1.mlp.fc1.weight'\]"):
         from_transformers(missing, config)
-    with pytest.raises(KeyError, match=r"unexpected keys \['layers.9.extra'\]"):
+    with pytest.raises(ValueError, match=r"unexpected keys \['layers.9.extra'\]"):
         from_transformers({**state, "layers.9.extra": torch.zeros(1)}, config)
     wrong = {**state, "layers.0.mlp.fc2.weight": torch.zeros(32, 63)}
     expected = r"'layers.0.mlp.fc2.weight' has shape \(32, 63\); its config makes it \(32, 64\)"

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
             "a diffusers MotionAdapter or TransformerTemporalModel folder")
     p = subparsers.add_parser("convert", help=text, description=text)
     p.add_argument("source", help="the checkpoint folder (config.json and its weights) or a torchvision weights file "
-                                  "(.pth, .pt, .safetensors)")
+                                  "(.pth, .pt, .bin, .safetensors)")
     p.add_argument("--out", required=True, help="folder for model.safetensors and config.json")
     p.add_argument("--arch", choices=("swin3d_t", "swin3d_s", "swin3d_b"), default=None,
                    help="the torchvision builder a weights file belongs to (its file holds no config)")

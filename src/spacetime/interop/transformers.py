@@ -58,7 +58,8 @@ def _transformers():
     try:
         import transformers
     except ImportError:
-        raise ImportError("spacetime.interop needs transformers: pip install 'spacetime[interop]'") from None
+        raise ImportError("spacetime.interop needs transformers: pip install -c constraints.txt -e '.[interop]' in a "
+                          "clone of spacetime, or pip install transformers") from None
     return transformers
 
 
@@ -141,7 +142,7 @@ def from_transformers(model, config=None) -> TransformersVideoModel:
     unused_norm = kind == "videomae" and not classification  # VideoMAE's base model has no final norm
     missing = sorted({k for k in network.state_dict() if not (unused_norm and k.startswith("norm."))} - set(weights))
     if missing:
-        raise KeyError(f"{kind}: no weights for spacetime keys {missing}")
+        raise ValueError(f"{kind}: no weights for spacetime keys {missing}")
     network.load_state_dict(weights, strict=False)
     output = "logits" if classification else "last_hidden_state"
     return TransformersVideoModel(network, kind, output, raw, pooler).eval()
@@ -187,9 +188,9 @@ def _from_folder(transformers, folder: Path, raw: dict) -> nn.Module:
         key, got, want = sorted(info["mismatched_keys"])[0]
         raise ValueError(f"{kind} checkpoint: {key!r} has shape {tuple(got)}; its config makes it {tuple(want)}")
     if info["missing_keys"]:
-        raise KeyError(f"{kind} checkpoint: missing keys {sorted(info['missing_keys'])[:8]}")
+        raise ValueError(f"{kind} checkpoint: missing keys {sorted(info['missing_keys'])[:8]}")
     if info["unexpected_keys"]:
-        raise KeyError(f"{kind} checkpoint: unexpected keys {sorted(info['unexpected_keys'])[:8]}")
+        raise ValueError(f"{kind} checkpoint: unexpected keys {sorted(info['unexpected_keys'])[:8]}")
     return model.eval()
 
 

@@ -26,6 +26,10 @@ def _common(cfg, kind: str) -> dict:
     act = cfg.hidden_act
     if act not in _ACTIVATIONS:
         raise ValueError(f"{kind}: hidden_act={act!r} has no spacetime activation; supported: {sorted(_ACTIVATIONS)}")
+    hidden_drop = getattr(cfg, "hidden_dropout_prob", 0.0)
+    if hidden_drop:
+        raise ValueError(f"{kind}: hidden_dropout_prob={hidden_drop} (dropout on the blocks' outputs) has no spacetime "
+                         f"counterpart; set it to 0.0 (outputs in eval mode do not depend on it)")
     dim, heads = cfg.hidden_size, cfg.num_attention_heads
     if dim % heads or getattr(cfg, "head_dim", dim // heads) != dim // heads:
         raise ValueError(f"{kind}: hidden_size={dim} must split evenly into num_attention_heads={heads} heads "
@@ -111,14 +115,14 @@ class _Keys:
     def __call__(self, key: str) -> Tensor:
         full = self.prefix + key
         if full not in self.state:
-            raise KeyError(f"{self.kind} state_dict: missing key {full!r}")
+            raise ValueError(f"{self.kind} state_dict: missing key {full!r}")
         self.used.add(full)
         return self.state[full]
 
     def check_all_used(self) -> None:
         unused = sorted(set(self.state) - self.used)
         if unused:
-            raise KeyError(f"{self.kind} state_dict: unexpected keys {unused[:8]}{' ...' if len(unused) > 8 else ''}")
+            raise ValueError(f"{self.kind} state_dict: unexpected keys {unused[:8]}{' ...' if len(unused) > 8 else ''}")
 
 
 def _grid(config: VideoTransformerConfig) -> tuple[int, int, int]:
