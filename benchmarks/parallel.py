@@ -171,8 +171,8 @@ def _table(rows: list[dict], fits: dict, args, rate: float) -> str:
         f"slowest rank's step time and its median time inside collectives. **P = 4 runs four processes on two "
         f"cores**: its times measure oversubscription, not scaling.",
         "",
-        "| P | saved for backward MB | peak RSS MB | vs P=1 | block sends | 2M(P-1)/P | Joint sends | 4M(P-1)/P "
-        "| step ms | in collectives |",
+        "| P | saved for backward MB | peak RSS MB | vs P=1 | sent per block (elements) | 2M(P-1)/P "
+        "| Joint layer sends | 4M(P-1)/P | step ms | in collectives |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     base = rows[0]["peak_mb"]

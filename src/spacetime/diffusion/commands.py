@@ -222,11 +222,11 @@ def _register_train(subparsers) -> None:
     _add_config_flags(p)
     p.add_argument("--out", default="runs/train", help="output folder (config, log, loss curve, checkpoints)")
     p.add_argument("--procs", type=int, default=1,
-                   help="data-parallel training processes on this machine, one thread each (default 1; on a few CPU "
-                        "cores 2 processes beat 2 threads for small models)")
+                   help="training processes on this machine, one thread each: dp x sp of them (on a few CPU cores 2 "
+                        "processes beat 2 threads for small models)")
     p.add_argument("--sp", type=int, default=1,
                    help="sequence parallelism: split each clip's frames across this many of the processes (--procs or "
-                        "torchrun's = dp x sp); the run is then one process's, whatever the split (default 1)")
+                        "torchrun's, = dp x sp); the run matches one process on the same batches, whatever the split")
     p.add_argument("--resume", action="store_true", help="continue bit-exactly from OUT/checkpoints/latest.json")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_train)
@@ -248,7 +248,7 @@ def _register_sample(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="videos denoised at once")
     p.add_argument("--sp", type=int, default=1,
                    help="split every clip's frames across this many processes on this machine (sequence "
-                        "parallelism); the same videos as one process (default 1)")
+                        "parallelism); the same videos as one process")
     p.add_argument("--camera-path", default=None,
                    help="camera models: a preset (pan_right, diagonal_up_left, pan_right_reverse, ...; see "
                         "spacetime.data.camera_pan.PRESETS) or a .json of per-frame poses%(default).0s")
