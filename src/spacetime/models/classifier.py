@@ -254,11 +254,16 @@ class VideoTransformer(Model):
         if self.time_embed is not None:
             tokens = tokens + self.time_embed(t, device=x.device).to(tokens.dtype)[:, None, None, :]
         blocks = self.blocks if self.config.variant != "factorized_encoder" else self.temporal_blocks
+        return self._run_blocks(blocks, tokens, mask)
+
+    def _run_blocks(self, blocks: nn.ModuleList, tokens: Tensor, mask: Tensor | None):
+        """``blocks`` on ``tokens`` ``(b, t, h, w, dim)``, with the class token as their prefix where the model has one:
+        ``(tokens, cls or None, mask)``."""
         if self.cls_token is None:
             for block in blocks:
                 tokens = block.forward_channels_last(tokens, frame_mask=mask)
             return tokens, None, mask
-        cls = (self.cls_token + self.cls_pos).expand(b, -1, -1).to(tokens.dtype)
+        cls = (self.cls_token + self.cls_pos).expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         for block in blocks:
             tokens, cls = block.forward_channels_last(tokens, frame_mask=mask, prefix=cls)
         return tokens, cls, mask

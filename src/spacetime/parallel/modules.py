@@ -210,14 +210,7 @@ class _ShardedVideoTransformer:
             tokens = tokens + table.to(tokens.dtype)[:, None, None, :]
         self._sp.replicated = replicated
         blocks = self.temporal_blocks if replicated else self.blocks
-        if self.cls_token is None:
-            for block in blocks:
-                tokens = block.forward_channels_last(tokens, frame_mask=mask)
-            return tokens, None, mask
-        cls = (self.cls_token + self.cls_pos).expand(b, -1, -1).to(tokens.dtype)
-        for block in blocks:
-            tokens, cls = block.forward_channels_last(tokens, frame_mask=mask, prefix=cls)
-        return tokens, cls, mask
+        return self._run_blocks(blocks, tokens, mask)
 
     def _pool(self, tokens: Tensor, mask: Tensor | None) -> Tensor:
         if self._sp.replicated:
