@@ -127,7 +127,7 @@ def _transformers(rank, world, dtype, frames):
               replicated=True, train=options.get("drop_path", 0) > 0, name=f"VideoTransformer {options}")
 
 
-@pytest.mark.parametrize("world, frames", [(2, 10), (3, 14)])  # token frames 5 and 7: uneven shards
+@pytest.mark.parametrize("world, frames", [(2, 10), (3, 14), (4, 16)])  # token frames 5, 7 (uneven), 8
 def test_video_transformers_equal_one_process(world, frames):
     run_ranks(_transformers, world, torch.float64, frames)
 

@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 
 from spacetime.ops import CrossFrame, Joint, Spatial, Temporal, Window
-from spacetime.parallel import ShardedPattern, gather_video, shard_video
+from spacetime.parallel import ShardedPattern, all_sum, gather_video, init_groups, shard_video
 from tests.parallel.harness import run_ranks
 
 PATTERNS = [Spatial(), Temporal(), Temporal(causal=True), Temporal(window=1), Joint(), Window((2, 2, 3)),
@@ -57,8 +57,8 @@ def _check_pattern(rank, world, pattern, dtype, t, h, w, use_prefix, use_mask):
         _close(gather_video(g, group, "bthwc", frames=t), r, dtype, f"{pattern!r} d{name}")
 
 
-def _every_pattern(rank, world, dtype, t, h, w):
-    for pattern in PATTERNS:
+def _every_pattern(rank, world, dtype, t, h, w, patterns=PATTERNS):
+    for pattern in patterns:
         if isinstance(pattern, Window) and any(o % min(pattern.size[0], t) for o in _offsets(t, world)):
             continue  # misaligned windows are an error, tested below
         for use_prefix, use_mask in ((False, False), (True, False), (False, True), (True, True)):
@@ -77,6 +77,13 @@ def test_every_pattern_equals_one_process(world, t, h, w):
 
 def test_every_pattern_equals_one_process_in_fp32():
     run_ranks(_every_pattern, 2, torch.float32, 6, 4, 4)
+
+
+@pytest.mark.parametrize("world, t, h, w", [(2, 4, 3, 5), (3, 6, 2, 3), (4, 8, 3, 3)])
+def test_windows_over_several_frames_equal_one_process(world, t, h, w):
+    # shards of 2 frames: every boundary falls on a window boundary in time, so the windows run locally
+    windows = [Window((2, 2, 3)), Window((2, 2, 2), shift=(0, 1, 1))]
+    run_ranks(_every_pattern, world, torch.float64, t, h, w, windows)
 
 
 def _mean_prefix(rank, world):
@@ -119,7 +126,32 @@ def _errors(rank, world):
     if rank == 2:
         with pytest.raises(ValueError, match="this rank is not a member"):
             ShardedPattern(Spatial(), others)
+    fresh = dist.new_group(list(range(world)))  # not checked yet
+    real = dist.all_to_all_single
+
+    def even_sizes_only(*args, **kwargs):  # a backend without the uneven all-to-all
+        raise RuntimeError("all_to_all_single: split sizes must be equal")
+
+    dist.all_to_all_single = even_sizes_only
+    try:
+        with pytest.raises(ValueError, match=r"its backend \(gloo\) does not do the all-to-all with uneven sizes"):
+            ShardedPattern(Spatial(), fresh)
+    finally:
+        dist.all_to_all_single = real
 
 
 def test_bad_shards_and_groups_are_refused_by_name():
     run_ranks(_errors, 3)
+
+
+def _groups(rank, world):
+    dp_group, sp_group = init_groups(2)  # world 4 = dp 2 x sp 2
+    assert dist.get_process_group_ranks(sp_group) == [rank // 2 * 2, rank // 2 * 2 + 1]  # neighbours split a clip
+    assert dist.get_process_group_ranks(dp_group) == [rank % 2, rank % 2 + 2]  # the same place in each clip
+    assert all_sum(torch.tensor([float(rank)]), sp_group).item() == 2 * (rank // 2 * 2) + 1
+    with pytest.raises(ValueError, match="sp=3 must divide the world size 4"):
+        init_groups(3)
+
+
+def test_init_groups_arranges_the_world_as_dp_by_sp():
+    run_ranks(_groups, 4)

@@ -42,7 +42,7 @@ class Traffic:
     def _add(self, kind: str, elements: int, element_size: int, seconds: float) -> None:
         self.calls += 1
         self.seconds += seconds
-        if kind == "all_sum":
+        if kind in ("all_sum", "metadata"):
             self.summed += elements
         else:
             self.sent += elements
@@ -65,8 +65,10 @@ def count_traffic():
 
 
 @contextmanager
-def _counted(kind: str, sizes: list[int], group, element_size: int):
-    """Around one collective: what this rank sends in it (to the other ranks) and how long it takes."""
+def counted(kind: str, sizes: list[int], group, element_size: int):
+    """Around one collective: what this rank sends in it (to the other ranks) and how long it takes. ``kind``:
+    ``"exchange"`` (``sizes``: the elements for each rank), ``"all_sum"`` (``[elements]``), ``"metadata"`` (a few
+    integers: time and calls only)."""
     if not _COUNTERS:
         yield
         return
@@ -74,9 +76,20 @@ def _counted(kind: str, sizes: list[int], group, element_size: int):
     yield
     seconds = time.perf_counter() - start
     rank = dist.get_rank(group)
-    elements = sizes[0] if kind == "all_sum" else sum(n for i, n in enumerate(sizes) if i != rank)
+    if kind == "exchange":
+        elements = sum(n for i, n in enumerate(sizes) if i != rank)
+    else:
+        elements = 0 if kind == "metadata" else sizes[0]
     for traffic in _COUNTERS:
         traffic._add(kind, elements, element_size, seconds)
+
+
+def group_device(group) -> torch.device:
+    """Where the small tensors of a collective on ``group`` (counts, probes, flags) live: this rank's GPU on nccl,
+    which takes no CPU tensors, else the CPU."""
+    if dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def split_sizes(n: int, parts: int) -> list[int]:
@@ -91,7 +104,7 @@ class _Exchange(torch.autograd.Function):
     def forward(ctx, flat: Tensor, group, send: list[int], recv: list[int]) -> Tensor:
         ctx.group, ctx.send, ctx.recv = group, send, recv
         out = flat.new_empty(sum(recv))
-        with _counted("exchange", send, group, flat.element_size()):
+        with counted("exchange", send, group, flat.element_size()):
             dist.all_to_all_single(out, flat.contiguous(), output_split_sizes=recv, input_split_sizes=send,
                                    group=group)
         return out
@@ -99,7 +112,7 @@ class _Exchange(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         back = grad.new_empty(sum(ctx.send))
-        with _counted("exchange", ctx.recv, ctx.group, grad.element_size()):
+        with counted("exchange", ctx.recv, ctx.group, grad.element_size()):
             dist.all_to_all_single(back, grad.contiguous(), output_split_sizes=ctx.send, input_split_sizes=ctx.recv,
                                    group=ctx.group)
         return back, None, None, None
@@ -165,14 +178,14 @@ class _AllSum(torch.autograd.Function):
     def forward(ctx, x: Tensor, group) -> Tensor:
         ctx.group = group
         out = x.clone()
-        with _counted("all_sum", [out.numel()], group, out.element_size()):
+        with counted("all_sum", [out.numel()], group, out.element_size()):
             dist.all_reduce(out, group=group)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         out = grad.clone()
-        with _counted("all_sum", [out.numel()], ctx.group, out.element_size()):
+        with counted("all_sum", [out.numel()], ctx.group, out.element_size()):
             dist.all_reduce(out, group=ctx.group)
         return out, None
 

@@ -132,12 +132,12 @@ class _ShardedGroupNorm:
     def forward(self, x: Tensor) -> Tensor:
         b, c = x.shape[:2]
         sharding = self._sp.current(x.shape[2])
-        groups = x.reshape(b, self.num_groups, -1)
+        groups = x.reshape(b, self.num_groups, -1).to(torch.promote_types(x.dtype, torch.float32))  # fp32 at least
         count = groups.shape[-1] // sharding.local * sharding.frames
         mean = all_sum(groups.sum(-1, keepdim=True), self._sp.group) / count
         centred = groups - mean
         var = all_sum(centred.square().sum(-1, keepdim=True), self._sp.group) / count
-        y = (centred * torch.rsqrt(var + self.eps)).reshape(x.shape)
+        y = (centred * torch.rsqrt(var + self.eps)).reshape(x.shape).to(x.dtype)
         if self.affine:
             shape = (1, c) + (1,) * (x.ndim - 2)
             y = y * self.weight.view(shape) + self.bias.view(shape)
@@ -305,8 +305,8 @@ def _part(name: str, module: nn.Module, ctx: ShardContext) -> tuple[type, ...]:
         return (_ShardedAttention,)
     if isinstance(module, nn.Conv3d):
         k, pad, stride, dilation = module.kernel_size[0], module.padding, module.stride[0], module.dilation[0]
-        if (k == 1 or k == stride) and (isinstance(pad, str) and k == 1 or pad[0] == 0):
-            return ()  # per frame, or per tubelet of frames (a shard then holds whole tubelets)
+        if k == stride and dilation == 1 and (isinstance(pad, str) and k == 1 or pad[0] == 0):
+            return ()  # per frame (k = stride = 1), or per tubelet of frames (a shard then holds whole tubelets)
         if isinstance(pad, str) or stride != 1 or dilation != 1 or module.padding_mode != "zeros" or \
                 pad[0] != k // 2 or k % 2 == 0:
             raise ValueError(f"parallelize: {where} is not a same-length temporal convolution (odd kernel, padding "

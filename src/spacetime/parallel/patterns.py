@@ -29,7 +29,7 @@ from einops import rearrange
 from torch import Tensor
 
 from ..ops.patterns import CrossFrame, Joint, Pattern, Spatial, Temporal, Window
-from .comm import all_sum, exchange, halo, reshard, split_sizes
+from .comm import all_sum, counted, exchange, halo, reshard, split_sizes
 from .shard import Sharding, check_group
 
 __all__ = ["ShardedPattern", "ShardContext", "gather_frames", "attend_across"]
@@ -213,7 +213,8 @@ def attend_across(q: Tensor, keys: Tensor, values: Tensor, real: Tensor | None, 
         scores = scores.masked_fill(~real[:, None, None, :], float("-inf"))
     lse = torch.logsumexp(scores, dim=-1, keepdim=True)  # (b, heads, p, 1); -inf where no key here
     top = lse.detach().clone()
-    dist.all_reduce(top, op=dist.ReduceOp.MAX, group=group)
+    with counted("all_sum", [top.numel()], group, top.element_size()):
+        dist.all_reduce(top, op=dist.ReduceOp.MAX, group=group)
     weight = torch.exp(lse - top)  # this rank's share of the softmax's denominator, relative to the largest
     partial = torch.nan_to_num(torch.softmax(scores, dim=-1)) @ values.to(work)  # (b, heads, p, d)
     return (all_sum(partial * weight, group) / all_sum(weight, group)).to(q.dtype)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..checks import positive_int
 from ..ops.layout import check_layout
-from .comm import exchange, split_sizes
+from .comm import counted, exchange, group_device, split_sizes
 
 __all__ = ["init_groups", "Sharding", "shard_video", "gather_video", "check_group", "frame_axis"]
 
@@ -53,7 +53,7 @@ def check_group(group) -> dist.ProcessGroup:
     if id(group) not in _CHECKED:
         world = dist.get_world_size(group)
         try:  # uneven splits: rank i sends i + 1 values to every rank
-            probe = torch.zeros(world * (dist.get_rank(group) + 1))
+            probe = torch.zeros(world * (dist.get_rank(group) + 1), device=group_device(group))
             out = probe.new_empty(sum(i + 1 for i in range(world)))
             dist.all_to_all_single(out, probe, [i + 1 for i in range(world)], [dist.get_rank(group) + 1] * world,
                                    group=group)
@@ -90,8 +90,10 @@ class Sharding:
         """The sharding of this rank's ``local`` frames, from every rank's count (a collective): shards of sizes
         other than ``torch.tensor_split``'s are refused on every rank alike."""
         world = dist.get_world_size(group)
-        counts = [torch.zeros((), dtype=torch.long) for _ in range(world)]
-        dist.all_gather(counts, torch.tensor(local), group=group)
+        device = group_device(group)
+        counts = [torch.zeros((), dtype=torch.long, device=device) for _ in range(world)]
+        with counted("metadata", [], group, 8):
+            dist.all_gather(counts, torch.tensor(local, device=device), group=group)
         counts = [int(c) for c in counts]
         sharding = cls.of(group, sum(counts))
         if tuple(counts) != sharding.sizes:
