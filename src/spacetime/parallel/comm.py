@@ -27,10 +27,10 @@ class Traffic:
     """What this rank sent to the other ranks of its groups while counting.
 
     ``sent`` counts the elements of all-to-all exchanges that leave this rank (what it keeps for itself
-    is not counted), ``summed`` the elements of the sums it joins (the bytes on the wire for those depend on
-    the backend's algorithm: a ring sends ``2 (P - 1) / P`` of them); ``bytes_sent`` is ``sent`` in bytes.
-    ``calls`` counts the collectives and ``seconds`` the wall time inside them (waiting for the other ranks
-    included).
+    is not counted), ``summed`` the elements of the reductions it joins (sums, and the maximum that combines
+    attention across ranks; the bytes on the wire for those depend on the backend's algorithm: a ring sends
+    ``2 (P - 1) / P`` of them); ``bytes_sent`` is ``sent`` in bytes. ``calls`` counts the collectives
+    (metadata ones too) and ``seconds`` the wall time inside them (waiting for the other ranks included).
     """
 
     sent: int = 0
