@@ -133,7 +133,8 @@ def qk(n, m, dtype=torch.float32, device="cpu"):
     return torch.randn(2, 2, n, 8, dtype=dtype, device=device), torch.randn(2, 2, m, 8, dtype=dtype, device=device)
 
 
-def test_dispatch_rule_sends_short_fp32_cpu_sequences_to_short():
+def test_dispatch_rule_sends_short_fp32_cpu_sequences_to_short(monkeypatch):
+    monkeypatch.setattr(attention_module._fused, "available", lambda: False)  # the rule without the C++ kernel
     assert select_backend(*qk(1, 1)) == "short"
     assert select_backend(*qk(SHORT_MAX_LEN, SHORT_MAX_LEN)) == "short"
     assert select_backend(*qk(SHORT_MAX_LEN + 1, 4)) == "sdpa"
@@ -142,7 +143,8 @@ def test_dispatch_rule_sends_short_fp32_cpu_sequences_to_short():
     assert select_backend(*qk(8, 8, device="meta")) == "sdpa"
 
 
-def test_explicit_backends_and_defaults_override_the_rule():
+def test_explicit_backends_and_defaults_override_the_rule(monkeypatch):
+    monkeypatch.setattr(attention_module._fused, "available", lambda: False)
     q, k = qk(8, 8)
     assert select_backend(q, k, "sdpa") == "sdpa"
     assert select_backend(q, k, "math") == "math"
@@ -154,6 +156,7 @@ def test_explicit_backends_and_defaults_override_the_rule():
 
 
 def test_attention_without_backend_runs_the_selected_kernel(monkeypatch):
+    monkeypatch.setattr(attention_module._fused, "available", lambda: False)
     calls = []
     for name in ("short", "sdpa"):
         real = attention_module._BACKENDS[name]

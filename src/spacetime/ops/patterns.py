@@ -186,14 +186,18 @@ class Temporal(Pattern):
     supports_frame_mask: ClassVar[bool] = True
 
     def _attend(self, q, k, v, attend, frame_mask=None):
-        b, t, h, w = q.shape[:4]
-        seq = lambda x: rearrange(x, "b t h w heads d -> (b h w) heads t d")  # noqa: E731
+        b, t, h, w, heads = q.shape[:5]
+        # A prefix or a per-head bias comes per (b h w) sequence: that layout (copies). Otherwise the
+        # view (b, h w heads, t, d), each pixel's heads as sequences of one clip (no copy).
+        per_pixel = getattr(attend, "prefix", None) is not None or getattr(attend, "bias", None) is not None
+        groups = "(b h w) heads" if per_pixel else "b (h w heads)"
+        seq = lambda x: rearrange(x, f"b t h w heads d -> {groups} t d")  # noqa: E731
         mask = self.band_mask(t, q.device)
-        if frame_mask is not None:  # real frames as keys: (b, t) -> (b h w, 1, 1, t)
-            keys = repeat(frame_mask, "b t -> (b h w) 1 1 t", h=h, w=w)
+        if frame_mask is not None:  # real frames as keys: (b, t) -> (b h w | b, 1, 1, t)
+            keys = repeat(frame_mask, "b t -> (b h w) 1 1 t", h=h, w=w) if per_pixel else frame_mask[:, None, None]
             mask = keys if mask is None else keys & mask
         out = attend(seq(q), seq(k), seq(v), mask=mask, causal=self.causal)
-        return rearrange(out, "(b h w) heads t d -> b t h w heads d", b=b, h=h, w=w)
+        return rearrange(out, f"{groups} t d -> b t h w heads d", b=b, h=h, w=w, heads=heads)
 
     def dense_mask(self, t, h, w, device=None):
         ft, fh, fw = _token_coords(t, h, w, device)
