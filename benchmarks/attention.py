@@ -25,14 +25,18 @@ from spacetime.bench.sweep import BenchConfig, run_sweep, write_csv
 from spacetime.measure import matmul_rate
 from spacetime.ops.attention import available_backends
 
-#: (label, pattern name, batch, (t, h, w)) with heads=4, head_dim=32
+#: (label, pattern name, batch, (t, h, w), head_dim, options) with heads=4: the shapes of issue 19
 CASES = [
-    ("spatial N=1024", "spatial", 2, (8, 32, 32)),
-    ("temporal T=16 x 2048 px", "temporal", 2, (16, 32, 32)),
-    ("window (2,8,8)", "window", 2, (16, 32, 32)),
-    ("joint N=4096", "joint", 1, (4, 32, 32)),
+    ("spatial N=1024", "spatial", 2, (8, 32, 32), 32, {}),
+    ("spatial N=1024 d=8", "spatial", 2, (8, 32, 32), 8, {}),
+    ("temporal T=8 x 2048 px", "temporal", 2, (8, 32, 32), 32, {}),
+    ("temporal T=16 x 2048 px", "temporal", 2, (16, 32, 32), 32, {}),
+    ("temporal T=32 x 2048 px", "temporal", 2, (32, 32, 32), 32, {}),
+    ("temporal T=16 x 2048 px d=64", "temporal", 2, (16, 32, 32), 64, {}),
+    ("window (2,8,8)", "window", 2, (16, 32, 32), 32, {"window": (2, 8, 8)}),
+    ("window (4,8,8)", "window", 2, (16, 32, 32), 32, {"window": (4, 8, 8)}),
+    ("joint N=4096", "joint", 1, (4, 32, 32), 32, {}),
 ]
-
 
 def _fmt(x: float, spec: str) -> str:
     return "-" if x != x else format(x, spec)
@@ -45,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="backends by name (every registered one by default)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per case (median reported)")
     parser.add_argument("--heads", type=int, default=4, help="attention heads")
-    parser.add_argument("--head-dim", type=int, default=32, help="channels per head")
+    parser.add_argument("--head-dim", type=int, default=None, help="channels per head (default: each case's own)")
+    parser.add_argument("--cases", nargs="+", default=None, metavar="WORD",
+                        help="only the cases whose label contains one of these words (e.g. temporal window)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--memory-budget-gb", type=float, default=4.0, help="skip cases predicted to need more")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
@@ -62,16 +68,20 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     rate = matmul_rate(2048)
     rows = []
-    for label, pattern, batch, shape in CASES:
+    for label, pattern, batch, shape, head_dim, options in CASES:
+        if args.cases and not any(word in label for word in args.cases):
+            continue
+        head_dim = args.head_dim or head_dim
         cfg = BenchConfig(shapes=[shape], patterns=[pattern], backends=args.backends, impls=["op"], batch=batch,
-                          dim=args.heads * args.head_dim, heads=args.heads, repeats=args.repeats,
+                          dim=args.heads * head_dim, heads=args.heads, repeats=args.repeats, options=options,
                           memory_budget=int(args.memory_budget_gb * 2**30), max_seconds=30.0,
                           measure_memory=not args.no_memory, threads=args.threads)
         for row in run_sweep(cfg, log=lambda msg: print(msg, file=sys.stderr), matmul_gflops=rate):
             rows.append({**row, "label": label})
     lines = [
         f"fp32 matmul rate: {rate:.1f} GFLOP/s (2048x2048 `torch.mm`, {torch.get_num_threads()} threads); "
-        f"heads={args.heads}, head_dim={args.head_dim}, fp32, attention only (no projections)",
+        f"heads={args.heads}, head_dim 32 unless the case says, fp32, attention only (no projections); "
+        "",
         "",
         "| case | B x T x H x W | backend | mode | GFLOP | ms | GFLOP/s | % of matmul | peak MB |",
         "|---|---|---|---|---|---|---|---|---|",
