@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from spacetime.bench.cases import PATTERN_NAMES, Case, available_peers, measure_memory_in_child, peer_supports
+from spacetime.bench.cases import (
+    PATTERN_NAMES,
+    Case,
+    available_peers,
+    measure_memory_in_child,
+    mode_unsupported,
+    peer_supports,
+)
 from spacetime.layers.attention import FactorizedAttention, MHAStyleAttention, SpaceTimeAttention
 from spacetime.measure import memory_supported
 
@@ -15,7 +22,8 @@ OPTS = {"window": (2, 3, 3), "local": 1, "cross": 1}
 
 @pytest.mark.parametrize("name", PATTERN_NAMES)
 def test_every_case_runs_both_modes(name):
-    for impl in ("layer", "op") + available_peers():
+    # flex and natten (forward only on CPU, compiled or on a tiling shape): their own tests below
+    for impl in ("layer", "op") + tuple(p for p in available_peers() if p not in ("flex", "natten")):
         if impl in ("mha", "explicit", "diffusers") and not peer_supports(impl, name):
             continue
         for backend in (["math", "sdpa"] if impl in ("layer", "op") else [None]):
@@ -49,6 +57,38 @@ def test_peers_compute_the_same_attention(peer, name):
     ours = _ours(name, peer, case.module)
     with torch.no_grad():
         torch.testing.assert_close(case.module(x), ours(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("flex" not in available_peers(), reason="FlexAttention or a C++ compiler is missing")
+@pytest.mark.parametrize("name", ["causal", "shifted"])
+def test_flex_peer_computes_the_same_attention(name):
+    # compiled FlexAttention against our layer with its weights: a frame mask and a shifted 3D window
+    case = Case({"impl": "flex", "pattern": name, "backend": None, "shape": SHAPE, "options": OPTS})
+    ours = _ours(name, "flex", case.module)
+    with torch.no_grad():
+        torch.testing.assert_close(case.module(case.inputs[0]), ours(case.inputs[0]), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif("natten" not in available_peers(), reason="natten is not installed")
+def test_natten_peer_computes_our_windows_and_names_what_it_cannot():
+    shape, opts = [2, 4, 6, 6, 16, 2], {"window": (2, 3, 3)}
+    case = Case({"impl": "natten", "pattern": "window", "backend": None, "shape": shape, "options": opts})
+    ours = SpaceTimeAttention(16, 2, case.patterns[0])
+    ours.load_state_dict(case.module[0].attn.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(case.module(case.inputs[0]), ours(case.inputs[0]), rtol=1e-4, atol=1e-5)
+    untiled = Case({"impl": "natten", "pattern": "window", "backend": None, "shape": SHAPE, "options": opts})
+    with pytest.raises(ValueError, match=r"unshifted windows that tile the clip; got window \(2, 3, 3\)"):
+        untiled.run("fwd")
+    assert not peer_supports("natten", "shifted")
+
+
+def test_flex_backward_on_cpu_is_reported_not_run():
+    assert mode_unsupported("flex", "fwdbwd").startswith("skipped: FlexAttention has no CPU backward")
+    assert mode_unsupported("flex", "fwd") is None
+    assert mode_unsupported("natten", "fwdbwd") == mode_unsupported("flex", "fwdbwd")
+    assert mode_unsupported("mha", "fwdbwd") is None
 
 
 def test_bad_specs_are_named():

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from spacetime.bench.cases import make_patterns
 from spacetime.bench.cost import VideoShape, layer_cost
 from spacetime.bench.plots import PLOT_FILES
-from spacetime.bench.report import replace_block
+from spacetime.bench.report import format_peer_table, peer_ratios, replace_block
 from spacetime.bench.sweep import CSV_FIELDS, BenchConfig, read_csv, run_sweep, write_csv
 from spacetime.cli import main
 
@@ -93,3 +93,18 @@ def test_bad_arguments_are_named(tmp_path, capsys):
     assert "bench:begin" in capsys.readouterr().err
     with pytest.raises(ValueError, match="exactly one"):
         replace_block(tmp_path / "R.md", "bench", "x")
+
+
+def test_peer_table_compares_against_the_fastest_backend_or_the_one_named():
+    def row(impl, backend, ms, status="ok"):
+        return {"impl": impl, "backend": backend, "time_ms": ms, "mem_mb": math.nan, "status": status,
+                "pattern": "temporal", "mode": "fwd", "b": 1, "t": 8, "h": 4, "w": 4}
+
+    rows = [row("layer", "math", 4.0), row("layer", "fused", 1.0), row("layer", "sdpa", 0.5, "error: x"),
+            row("mha", "-", 3.0), row("flex", "-", 2.0, "skipped: no")]
+    (best,) = peer_ratios(rows)
+    assert (best["ours_backend"], best["ours_ms"], best["ratio"]) == ("fused", 1.0, 3.0)
+    (named,) = peer_ratios(rows, backend="math")
+    assert (named["ours_backend"], named["ratio"]) == ("math", 0.75)
+    table = format_peer_table(rows)
+    assert "| 1x8x4x4 | temporal | fwd | 1.00 (fused) | 3.00 (3.00x) |" in table and "flex" not in table

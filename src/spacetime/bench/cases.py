@@ -2,17 +2,21 @@
 
 A spec is a dict::
 
-    {"impl": "layer" | "op" | "mha" | "explicit" | "diffusers",
+    {"impl": "layer" | "op" | "mha" | "explicit" | "flex" | "natten" | "diffusers",
      "pattern": "spatial" | "temporal" | ... (see PATTERN_NAMES),
      "backend": "sdpa" | "math" | ... (layer and op only; a name from available_backends()),
      "shape": [b, t, h, w, dim, heads],
      "options": {"window": [wt, wh, ww], "shift": [st, sh, sw], "local": k, "cross": k}}
 
 ``layer`` is spacetime's attention layer (qkv projection, pattern, output projection) and
-``op`` the pattern alone on ``(b, t, h, w, heads, d)`` q/k/v. The peers are the design texts'
-approaches on the same groupings: ``mha`` (``nn.MultiheadAttention``, called as the texts call
-it), ``explicit`` (text 004's explicit ``softmax(q k^T) v``) and, when installed, ``diffusers``
-(the ``Attention`` module its temporal transformer uses).
+``op`` the pattern alone on ``(b, t, h, w, heads, d)`` q/k/v. The peers are the design texts' approaches
+and other libraries' on the same groupings: ``mha`` (``nn.MultiheadAttention``, called as the texts call
+it), ``explicit`` (text 004's explicit ``softmax(q k^T) v``), ``flex`` (PyTorch's FlexAttention
+under ``torch.compile``, where torch has it and inductor can compile: the 3D windows as a mask
+over the whole clip, as FlexAttention is meant to be used), ``natten`` (NATTEN's ``na3d``, the
+unshifted windows, when installed) and, when installed, ``diffusers`` (the ``Attention`` module
+its temporal transformer uses). On CPU FlexAttention, and NATTEN with it, have no backward:
+their ``fwdbwd`` rows are skipped with that reason (:func:`mode_unsupported`).
 
 ``python -m spacetime.bench.cases --memory`` reads a list of specs on stdin and prints their
 peak memory (see :mod:`spacetime.measure`); ``spacetime bench`` starts it.
@@ -24,6 +28,7 @@ import gc
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -34,14 +39,14 @@ from torch import Tensor, nn
 from ..layers.attention import FactorizedAttention, SpaceTimeAttention
 from ..measure import peak_memory_growth
 from ..ops.attention import available_backends
-from ..ops.patterns import CrossFrame, Joint, Pattern, Spatial, Temporal, Window
+from ..ops.patterns import CrossFrame, Joint, Pattern, Spatial, Temporal, Window, _token_coords
 from .cost import VideoShape
 
 __all__ = ["PATTERN_NAMES", "IMPLS", "PEERS", "DEFAULT_OPTIONS", "make_patterns", "peer_supports", "Case",
-           "available_peers", "measure_memory_in_child"]
+           "available_peers", "measure_memory_in_child", "mode_unsupported"]
 
 PATTERN_NAMES = ("spatial", "temporal", "causal", "local", "factorized", "joint", "window", "shifted", "cross_frame")
-PEERS = ("mha", "explicit", "diffusers")
+PEERS = ("mha", "explicit", "flex", "natten", "diffusers")
 IMPLS = ("layer", "op") + PEERS
 DEFAULT_OPTIONS = {"window": (2, 8, 8), "shift": None, "local": 1, "cross": 1}
 
@@ -74,16 +79,38 @@ def make_patterns(name: str, options: dict | None = None) -> tuple[Pattern, ...]
     return table[name]
 
 
+def _flex_available() -> bool:
+    """FlexAttention is in this torch and inductor has a C++ compiler for its CPU code."""
+    if importlib.util.find_spec("torch.nn.attention.flex_attention") is None:
+        return False
+    return shutil.which(os.environ.get("CXX", "c++")) is not None or shutil.which("g++") is not None
+
+
 def available_peers() -> tuple[str, ...]:
-    """The peers that can run here (``diffusers`` only when it is installed)."""
-    return tuple(p for p in PEERS if p != "diffusers" or importlib.util.find_spec("diffusers") is not None)
+    """The peers that can run here (``flex`` where torch and a compiler allow, ``natten`` and ``diffusers``
+    when installed)."""
+    have = {"diffusers": importlib.util.find_spec("diffusers") is not None, "flex": _flex_available(),
+            "natten": importlib.util.find_spec("natten") is not None}
+    return tuple(p for p in PEERS if have.get(p, True))
 
 
 def peer_supports(peer: str, pattern: str) -> bool:
-    """Whether a peer implements ``pattern`` (peers do whole-clip groupings with a frame mask)."""
+    """Whether a peer implements ``pattern`` (peers do whole-clip groupings with a frame mask; flex also
+    the 3D windows, as a mask)."""
     if peer == "diffusers":
         return pattern in ("spatial", "temporal", "factorized", "joint")
+    if peer == "flex":
+        return pattern in _PEER_PATTERNS + ("window", "shifted")
+    if peer == "natten":
+        return pattern == "window"
     return pattern in _PEER_PATTERNS
+
+
+def mode_unsupported(impl: str, mode: str) -> str | None:
+    """Why ``impl`` cannot run ``mode`` here, as a sweep status (None: it can)."""
+    if impl in ("flex", "natten") and mode == "fwdbwd":  # natten runs on FlexAttention on CPU
+        return f"skipped: FlexAttention has no CPU backward (torch {torch.__version__})"
+    return None
 
 
 def _frame_mask(pattern: Pattern, t: int) -> Tensor | None:
@@ -122,6 +149,79 @@ class _ExplicitAttention(nn.Module):
         return self.proj(rearrange(out, "s heads n d -> s n (heads d)"))
 
 
+def _window_labels(pattern: Window, t: int, h: int, w: int) -> Tensor:
+    """``(t*h*w,)`` tube id of each token in ``(t h w)`` order: two tokens attend iff their ids match."""
+    size, shift = pattern.effective(t, h, w)
+    lt, lh, lw = (pattern._labels(n, ws, s) for n, ws, s in zip((t, h, w), size, shift))
+    ft, fh, fw = _token_coords(t, h, w)
+    return (lt[ft] * (h + 1) + lh[fh]) * (w + 1) + lw[fw]
+
+
+class _FlexAttention(nn.Module):
+    """qkv linear, ``torch.compile(flex_attention)`` with the pattern as a block mask, output linear.
+
+    Every new module starts from a fresh dynamo cache: a sweep compiles one graph per shape and
+    mode, and past dynamo's recompile limit it would silently run FlexAttention eagerly.
+    """
+
+    def __init__(self, dim: int, heads: int, pattern: Pattern):
+        super().__init__()
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+        torch._dynamo.reset()
+        self.heads, self.pattern = heads, pattern
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self._flex = torch.compile(flex_attention, dynamic=False)
+        self._create_block_mask = create_block_mask
+        self._masks: dict = {}
+
+    def _block_mask(self, t: int, h: int, w: int):
+        """The pattern's block mask at this clip size (None: every key), built once per size."""
+        if (t, h, w) not in self._masks:
+            if isinstance(self.pattern, Window):
+                label = _window_labels(self.pattern, t, h, w)
+                n, mask_mod = t * h * w, lambda b, hd, qi, ki: label[qi] == label[ki]
+            else:
+                keep, n = _frame_mask(self.pattern, t), t
+                mask_mod = None if keep is None else (lambda b, hd, qi, ki: keep[qi, ki])
+            self._masks[(t, h, w)] = None if mask_mod is None else self._create_block_mask(
+                mask_mod, None, None, n, n, device="cpu")
+        return self._masks[(t, h, w)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, h, w, _ = x.shape
+        to_seq, from_seq = _GROUPS[Joint if isinstance(self.pattern, Window) else type(self.pattern)]
+        q, k, v = rearrange(self.qkv(rearrange(x, to_seq)), "s n (three heads d) -> three s heads n d", three=3,
+                            heads=self.heads)
+        out = self._flex(q.contiguous(), k.contiguous(), v.contiguous(), block_mask=self._block_mask(t, h, w))
+        out = self.proj(rearrange(out, "s heads n d -> s n (heads d)"))
+        return rearrange(out, from_seq, b=b, t=t, h=h, w=w)
+
+
+class _NattenAttention(nn.Module):
+    """qkv linear, NATTEN's ``na3d`` with stride = kernel (its blocked form: our non-shifted windows), output
+    linear. NATTEN's defaults: on CPU it runs FlexAttention uncompiled."""
+
+    def __init__(self, dim: int, heads: int, pattern: Window):
+        super().__init__()
+        from natten import na3d
+
+        self.heads, self.pattern, self._na3d = heads, pattern, na3d
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        size, shift = self.pattern.effective(*x.shape[1:4])
+        if any(shift) or any(n % ws for n, ws in zip(x.shape[1:4], size)):
+            raise ValueError(f"the natten peer runs unshifted windows that tile the clip; got window {size}, "
+                             f"shift {shift} on a {tuple(x.shape[1:4])} clip")
+        q, k, v = rearrange(self.qkv(x), "b t h w (three heads d) -> three b t h w heads d", three=3,
+                            heads=self.heads)
+        out = self._na3d(q, k, v, kernel_size=size, stride=size)
+        return self.proj(rearrange(out, "b t h w heads d -> b t h w (heads d)"))
+
+
 class _PeerLayer(nn.Module):
     """One peer attention module applied with the grouping of one pattern."""
 
@@ -132,6 +232,10 @@ class _PeerLayer(nn.Module):
             self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         elif peer == "explicit":
             self.attn = _ExplicitAttention(dim, heads)
+        elif peer == "flex":
+            self.attn = _FlexAttention(dim, heads, pattern)
+        elif peer == "natten":
+            self.attn = _NattenAttention(dim, heads, pattern)
         elif peer == "diffusers":
             from diffusers.models.attention_processor import Attention
 
@@ -140,6 +244,8 @@ class _PeerLayer(nn.Module):
             raise ValueError(f"peer must be one of {PEERS}; got {peer!r}")
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.peer in ("flex", "natten"):  # they group (or mask) the clip themselves
+            return self.attn(x)
         b, t, h, w, _ = x.shape
         to_seq, from_seq = _GROUPS[type(self.pattern)]
         seq = rearrange(x, to_seq)

@@ -103,7 +103,7 @@ def _run(args) -> int:
         f"fp32 matmul rate: {rate:.1f} GFLOP/s ({cfg.matmul_n}x{cfg.matmul_n} `torch.mm`)",
         "### Factorized vs joint\n\n" + format_factorized_summary(rows, backend=plot_backend),
         "### Peers (ratio = peer time / spacetime time; > 1 means spacetime is faster)\n\n"
-        + format_peer_table(rows, backend=plot_backend),
+        + format_peer_table(rows, backend=args.plot_backend),
         f"### Every pattern and backend at T x H x W = {'x'.join(map(str, focus))}\n\n"
         + format_table([r for r in rows if (r["t"], r["h"], r["w"]) == focus], impls=(args.level,)),
         "Every shape: `bench.csv`; columns are described in docs (pred_ms is FLOPs at the matmul rate).",
@@ -114,7 +114,7 @@ def _run(args) -> int:
         print(f"updated the generated block of {args.results}")
     print()
     print("Factorized vs joint:\n" + format_factorized_summary(rows, backend=plot_backend))
-    print("\nPeers:\n" + format_peer_table(rows, backend=plot_backend))
+    print("\nPeers:\n" + format_peer_table(rows, backend=args.plot_backend))
     skipped = sum(r["status"].startswith("skipped") for r in rows)
     errors = sum(r["status"].startswith("error") for r in rows)
     print(f"\n{len(rows)} rows ({skipped} skipped, {errors} errors) in {time.perf_counter() - start:.1f} s")
@@ -201,5 +201,5 @@ def _register_bench(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice; --quick: 1)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement (child processes)")
     p.add_argument("--plot-backend", default=None, help="backend whose rows the bar chart and tables use "
-                                                         "(default: the default backend)")
+                   "(default: the default backend; the peer table: spacetime's fastest backend per case)")
     p.set_defaults(func=_run)

@@ -29,6 +29,7 @@ from .cases import (
     available_peers,
     make_patterns,
     measure_memory_in_child,
+    mode_unsupported,
     peer_supports,
 )
 from .cost import VideoShape, layer_cost
@@ -134,7 +135,7 @@ def _model_backend(spec: dict) -> str:
     """The backend whose memory model fits a case: peers that materialize scores use ``math``'s."""
     if spec["impl"] in ("layer", "op"):
         return spec["backend"]
-    return "sdpa" if spec["impl"] == "diffusers" else "math"
+    return "sdpa" if spec["impl"] in ("diffusers", "flex", "natten") else "math"
 
 
 def _base_row(spec: dict, mode: str, rate: float) -> dict:
@@ -156,6 +157,8 @@ def _base_row(spec: dict, mode: str, rate: float) -> dict:
 
 
 def _skip_reason(row: dict, cfg: BenchConfig) -> str | None:
+    if why := mode_unsupported(row["impl"], row["mode"]):
+        return why
     if row["pred_mem_mb"] * 2**20 > cfg.memory_budget:
         return f"skipped: predicted {row['pred_mem_mb'] / 1024:.2f} GiB > budget {cfg.memory_budget / 2**30:.2f} GiB"
     if row["pred_ms"] / 1e3 > cfg.max_seconds:
