@@ -75,8 +75,9 @@ def test_fused_equals_math_in_fp64(shape, kind):
 
 @needs_kernel
 @pytest.mark.parametrize("kind", ["none", "causal+bool"])
-def test_fused_reads_strided_inputs(kind):
-    shape = (2, 3, 19, 19, 16, 16)
+@pytest.mark.parametrize("shape", [(2, 3, 19, 19, 16, 16), (2, 37, 5, 7, 8, 16)], ids=lambda s: "x".join(map(str, s)))
+def test_fused_reads_strided_inputs(kind, shape):
+    # the second shape: packed groups of heads side by side, a partial last group, a batch boundary
     got = run("fused", shape, kind, layout="strided")
     want = run("math", shape, kind, layout="strided", dtype=torch.float64)
     for a, b in zip(got, want, strict=True):
@@ -102,19 +103,31 @@ def test_causal_ignores_the_future_exactly():
 
 
 @needs_kernel
-def test_dispatch_rule_sends_short_sequences_and_small_heads_to_fused():
-    def qk(n, d):
+def test_dispatch_rule_sends_small_heads_and_strided_short_sequences_to_fused():
+    def qk(n, d, strided=False):
+        if strided:  # temporal attention's view: rows a frame apart
+            return (torch.randn(1, n, 2, d).transpose(1, 2) for _ in range(2))
         return torch.randn(1, 2, n, d), torch.randn(1, 2, n, d)
 
-    assert select_backend(*qk(16, 32)) == "fused"
-    assert select_backend(*qk(FUSED_MAX_LEN, 64)) == "fused"
     assert select_backend(*qk(1024, FUSED_MAX_HEAD_DIM)) == "fused"
-    assert select_backend(*qk(1024, 8)) == "fused"
-    assert select_backend(*qk(FUSED_MAX_LEN + 1, 32)) == "sdpa"
+    assert select_backend(*qk(16, 8)) == "fused"
+    assert select_backend(*qk(32, 32, strided=True)) == "fused"
+    assert select_backend(*qk(FUSED_MAX_LEN, 64, strided=True)) == "fused"
+    threads = torch.get_num_threads()
+    try:  # below 32 frames the kernel serves temporal attention only with several threads
+        torch.set_num_threads(1)
+        assert select_backend(*qk(16, 32, strided=True)) == "short"
+        torch.set_num_threads(2)
+        assert select_backend(*qk(16, 32, strided=True)) == "fused"
+    finally:
+        torch.set_num_threads(threads)
+    assert select_backend(*qk(FUSED_MAX_LEN + 1, 32, strided=True)) == "sdpa"
+    assert select_backend(*qk(16, 32)) == "short"  # contiguous rows, d >= 16: the torch paths
+    assert select_backend(*qk(128, 16)) == "sdpa"
     assert select_backend(*qk(1024, 32)) == "sdpa"
-    assert select_backend(*qk(16, 12)) == "short"  # head dim not a multiple of 8
-    assert select_backend(*qk(16, 32), dropout_p=0.1) == "short"
-    q, k = qk(16, 32)
+    assert select_backend(*qk(32, 12, strided=True)) == "short"  # head dim not a multiple of 8
+    assert select_backend(*qk(32, 32, strided=True), dropout_p=0.1) == "short"
+    q, k = qk(32, 32, strided=True)
     assert select_backend(q, k, mask=torch.zeros(16, 16, requires_grad=True)) == "short"
     assert select_backend(q.double(), k.double()) == "sdpa"
 

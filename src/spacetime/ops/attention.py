@@ -20,13 +20,16 @@ Every attention pattern in spacetime ends in a call to :func:`attention`. It tak
 Dispatch when ``backend=None``: if a process-wide default was set with
 :func:`set_default_backend` or :func:`use_backend`, it is used for every call. Otherwise the
 rule is by shape, device and dtype. fp32 CPU calls go to ``"fused"`` when the kernel is built
-and serves them and either ``max(n, m) <= FUSED_MAX_LEN`` (128: temporal attention, (2,8,8)
-windows) or ``d <= FUSED_MAX_HEAD_DIM`` (16: small heads over long sequences), where it measured
-faster than both torch paths (``python benchmarks/attention.py``, 2 cores at 190 GFLOP/s, forward
-+ backward: windows (2,8,8) 100 ms against SDPA's 164, N=1024 with head_dim 8 132 against 251,
-temporal T=32 144 against 156, T=16 with d=64 104 against 117). SDPA keeps longer sequences with
-larger heads: at N=1024, d=32 it was 2x faster than the kernel (MKL's tiles are larger), and for
-(4,8,8) windows (256 tokens) 1.3x.
+and serves them and either ``d <= FUSED_MAX_HEAD_DIM`` (8: small heads, any length) or the rows
+of ``q`` are strided (``q.stride(-2) != d``: temporal attention's view of the clip) with
+``max(n, m) <= FUSED_MAX_LEN`` (64) and either several threads or ``max(n, m) >= 32``. That is
+where it measured faster than the torch path it replaces, forward + backward, alternating in
+one process (``python benchmarks/kernel_dispatch.py``, table in ``benchmarks/kernel_dispatch.md``):
+head_dim 8, n = 16-512: 0.36-0.76x the time of ``short``/SDPA; temporal attention, d = 16-64,
+T = 8-64 with 2 threads: 0.53-1.00x; with 1 thread T = 32-64: 0.74-0.95x (d = 64 at T = 32:
+1.17x), while at T = 8-16 ``short`` was 3-18% faster. With contiguous rows and d >= 16 the
+kernel lost from n = 128 on (1.1-1.5x: MKL's tiles are larger) and at 1 thread for n <= 32, so
+those calls keep the torch paths.
 Without the kernel, fp32 CPU calls with ``n, m <= SHORT_MAX_LEN`` (32) go to ``"short"``.
 Everything else goes to ``"sdpa"``; ``backend="sdpa"`` always forces it. Under ``torch.compile``
 the rule is the one without the kernel (dynamo cannot trace its ``ctypes`` call).
@@ -70,10 +73,10 @@ DEFAULT_BATCH_LIMIT = 65_535
 #: Longest query/key length that ``backend=None`` sends to ``"short"`` on CPU (see above).
 SHORT_MAX_LEN = 32
 
-#: ``backend=None`` sends fp32 CPU calls to ``"fused"`` when ``max(n, m)`` is at most this ...
-FUSED_MAX_LEN = 128
-#: ... or the head dim is at most this (see the module doc for the measurements).
-FUSED_MAX_HEAD_DIM = 16
+#: ``backend=None`` sends fp32 CPU calls to ``"fused"`` when the head dim is at most this ...
+FUSED_MAX_HEAD_DIM = 8
+#: ... or q's rows are strided and ``max(n, m)`` is at most this (and >= 32 on one thread; module doc).
+FUSED_MAX_LEN = 64
 
 Backend = Callable[[Tensor, Tensor, Tensor, "Tensor | None", bool, float, float], Tensor]
 
@@ -148,7 +151,9 @@ def select_backend(q: Tensor, k: Tensor, backend: str | None = None, *, v: Tenso
     n, m = q.shape[-2], k.shape[-2]
     if q.device.type != "cpu" or q.dtype != torch.float32:
         return "sdpa"
-    if not torch.compiler.is_compiling() and (max(n, m) <= FUSED_MAX_LEN or q.shape[-1] <= FUSED_MAX_HEAD_DIM) \
+    strided = q.shape[-2] > 1 and q.stride(-2) != q.shape[-1]
+    short_strided = strided and max(n, m) <= FUSED_MAX_LEN and (max(n, m) >= 32 or torch.get_num_threads() > 1)
+    if not torch.compiler.is_compiling() and (q.shape[-1] <= FUSED_MAX_HEAD_DIM or short_strided) \
             and _fused.available() and \
             _fused.unsupported(q, k, k if v is None else v, mask, dropout_p) is None:
         return "fused"

@@ -125,9 +125,11 @@ class _ShortAttention(torch.autograd.Function):
         total, n, _ = q.shape
         m = k.shape[1]
         step = _chunk_size(total, n, m)
-        dq = torch.empty_like(q) if need_q else None
-        dk = torch.empty_like(k) if need_k else None
-        dv = torch.empty_like(v) if need_v else None
+        # contiguous gradients whatever q, k, v's strides: (b)bmm into a strided out= runs one small
+        # matmul per sequence, each a parallel region (seconds per call where threads sleep between)
+        dq = q.new_empty(q.shape) if need_q else None
+        dk = k.new_empty(k.shape) if need_k else None
+        dv = v.new_empty(v.shape) if need_v else None
         dbias_t = q.new_empty(total, m, n) if need_bias else None
         dp_buf = q.new_empty(step, m, n)
         pd_buf = q.new_empty(step, m, n) if noise_t is not None else None

@@ -15,6 +15,10 @@
 #include <thread>
 #include <vector>
 
+#ifndef ST_GROUP_FLOATS
+#define ST_GROUP_FLOATS 8192
+#endif
+
 namespace {
 
 typedef float v8 __attribute__((vector_size(32)));
@@ -151,54 +155,88 @@ long block_rows(const Problem& P) {  // queries per block: about 32 KiB of score
   return std::min(rows, P.n);
 }
 
-// kt (d x mp): k of sequence (b, h) transposed, zero-padded keys.
-void pack_transposed(const Tensor4& t, long b, long h, long m, long d, float* kt) {
+// Sequences packed per group: rows (r x c) of sequences (b, h) .. (b, h + g - 1), one sequence
+// after another (g x r x c), read row by row across the group. A short sequence's rows lie far
+// apart in a strided view (temporal attention's: a frame apart) and share one cache set, so
+// fetching them one sequence at a time misses on every row; where the sequences of a row lie
+// side by side (temporal attention's view) a group's row is one run of g * c floats instead.
+// Everything after works on the packed copies; outputs are written to packed buffers and
+// stored the same way.
+inline void copy_row(float* dst, const float* src, long c) {
+  for (long k = 0; k < c; k += kW) st(dst + k, ld(src + k));
+}
+
+void pack_group(const Tensor4& t, long b, long h, long g, long r, long c, float* buf) {
+  for (long i = 0; i < r; i++)
+    for (long j = 0; j < g; j++) copy_row(buf + (j * r + i) * c, t.at(b, h + j, i), c);
+}
+
+void store_group(const float* buf, float* base, const int64_t* st, long b, long h, long g, long r, long c) {
+  for (long i = 0; i < r; i++)
+    for (long j = 0; j < g; j++) copy_row(base + b * st[0] + (h + j) * st[1] + i * st[2], buf + (j * r + i) * c, c);
+}
+
+// Sequences per group: about 32 KiB of each operand (one sequence when a sequence is longer).
+long group_size(const Problem& P) {
+  long per = std::max(P.n, P.m) * std::max(P.d, P.dv);
+  return std::max(1L, std::min(16L, ST_GROUP_FLOATS / per));
+}
+
+// kt (d x mp): packed k (m x d) transposed, zero-padded keys.
+void transpose_keys(const float* k, long m, long d, float* kt) {
   long mp = round8(m);
   for (long c = 0; c < d; c++) std::fill(kt + c * mp + m, kt + (c + 1) * mp, 0.0f);
-  for (long j = 0; j < m; j++) {
-    const float* row = t.at(b, h, j);
-    for (long c = 0; c < d; c++) kt[c * mp + j] = row[c];
+  for (long j = 0; j < m; j++)
+    for (long c = 0; c < d; c++) kt[c * mp + j] = k[j * d + c];
+}
+
+struct Group {  // one group's packed operands and outputs (see pack_group)
+  std::vector<float> q, k, v, o, go, dq, dk, dv;
+};
+
+// One sequence's forward from packed q, k, v into packed o; S and kt are scratch.
+void forward_one(const Problem& P, long b, long h, const float* q, const float* k, const float* v, float* o,
+                 float* lse, float* kt, float* S) {
+  const long qb = block_rows(P);
+  transpose_keys(k, P.m, P.d, kt);
+  for (long r0 = 0; r0 < P.n; r0 += qb) {
+    long rows = std::min(qb, P.n - r0), mb = key_extent(P, r0, rows);
+    logits(P, b, h, r0, rows, mb, q, kt, S);
+    for (long r = 0; r < rows; r++) {  // softmax numerators and each row's log2-sum-exp
+      float* row = S + r * mb;
+      v8 mx = splat(-INFINITY);
+      for (long j = 0; j < mb; j += kW) mx = vmax(mx, ld(row + j));
+      float m_ = hmax(mx);
+      v8 sum = splat(0.0f);
+      const v8 mv = splat(std::isinf(m_) ? 0.0f : m_);
+      for (long j = 0; j < mb; j += kW) {
+        v8 e = exp2v(ld(row + j) - mv);
+        st(row + j, e);
+        sum += e;
+      }
+      float total = hsum(sum);
+      lse[r0 + r] = total > 0.0f ? m_ + std::log2(total) : INFINITY;
+      float inv = total > 0.0f ? 1.0f / total : 0.0f;
+      for (long j = 0; j < mb; j += kW) st(row + j, ld(row + j) * splat(inv));
+    }
+    gemm(rows, P.dv, mb < P.m ? mb : P.m, S, mb, 1, v, P.dv, o + r0 * P.dv, P.dv, 1.0f, false);
   }
 }
 
-// rows (r x c) of sequence (b, h) packed contiguously: rows of a strided view can share one
-// cache set (temporal attention's rows lie h*w*heads*d floats apart), packed rows cannot.
-const float* pack_rows(const Tensor4& t, long b, long h, long r, long c, float* buf) {
-  for (long i = 0; i < r; i++) std::memcpy(buf + i * c, t.at(b, h, i), c * sizeof(float));
-  return buf;
-}
-
 void forward_range(const Problem& P, float* out, float* lse, long s0, long s1) {
-  const long mp = round8(P.m), qb = block_rows(P);
-  std::vector<float> kt(P.d * mp), S(qb * mp), qbuf(P.n * P.d), vbuf(P.m * P.dv);
-  for (long s = s0; s < s1; s++) {
-    long b = s / P.H, h = s % P.H;
-    pack_transposed(P.k, b, h, P.m, P.d, kt.data());
-    const float* q = pack_rows(P.q, b, h, P.n, P.d, qbuf.data());
-    const float* v = pack_rows(P.v, b, h, P.m, P.dv, vbuf.data());
-    for (long r0 = 0; r0 < P.n; r0 += qb) {
-      long rows = std::min(qb, P.n - r0), mb = key_extent(P, r0, rows);
-      logits(P, b, h, r0, rows, mb, q, kt.data(), S.data());
-      for (long r = 0; r < rows; r++) {  // softmax numerators and each row's log2-sum-exp
-        float* row = S.data() + r * mb;
-        v8 mx = splat(-INFINITY);
-        for (long j = 0; j < mb; j += kW) mx = vmax(mx, ld(row + j));
-        float m_ = hmax(mx);
-        v8 sum = splat(0.0f);
-        const v8 mv = splat(std::isinf(m_) ? 0.0f : m_);
-        for (long j = 0; j < mb; j += kW) {
-          v8 e = exp2v(ld(row + j) - mv);
-          st(row + j, e);
-          sum += e;
-        }
-        float total = hsum(sum);
-        lse[s * P.n + r0 + r] = total > 0.0f ? m_ + std::log2(total) : INFINITY;
-        float inv = total > 0.0f ? 1.0f / total : 0.0f;
-        for (long j = 0; j < mb; j += kW) st(row + j, ld(row + j) * splat(inv));
-      }
-      float* o = out + b * P.o.s[0] + h * P.o.s[1] + r0 * P.o.s[2];
-      gemm(rows, P.dv, mb < P.m ? mb : P.m, S.data(), mb, 1, v, P.dv, o, P.o.s[2], 1.0f, false);
-    }
+  const long mp = round8(P.m), qb = block_rows(P), G = group_size(P);
+  std::vector<float> kt(P.d * mp), S(qb * mp), q(G * P.n * P.d), k(G * P.m * P.d), v(G * P.m * P.dv),
+      o(G * P.n * P.dv);
+  for (long s = s0; s < s1;) {
+    long b = s / P.H, h = s % P.H, g = std::min({G, s1 - s, P.H - h});
+    pack_group(P.q, b, h, g, P.n, P.d, q.data());
+    pack_group(P.k, b, h, g, P.m, P.d, k.data());
+    pack_group(P.v, b, h, g, P.m, P.dv, v.data());
+    for (long j = 0; j < g; j++)
+      forward_one(P, b, h + j, q.data() + j * P.n * P.d, k.data() + j * P.m * P.d, v.data() + j * P.m * P.dv,
+                  o.data() + j * P.n * P.dv, lse + (s + j) * P.n, kt.data(), S.data());
+    store_group(o.data(), out, P.o.s, b, h, g, P.n, P.dv);
+    s += g;
   }
 }
 
@@ -209,23 +247,20 @@ struct Grads {
   const int64_t *dqs, *dks, *dvs;
 };
 
-struct Packed {  // one sequence's operands, contiguous (see pack_rows)
-  const float *q, *k, *kt, *vt, *go;
+struct Packed {  // one sequence's operands and outputs, contiguous
+  const float *q, *k, *kt, *vt, *o, *go, *lse;
+  float *dq, *dk, *dv;  // dk, dv accumulate over the query blocks
 };
 
-void backward_block(const Problem& P, const Grads& G, long s, long r0, long rows, const Packed& X, float* S,
-                    float* dP, float* dk, float* dv) {
-  long b = s / P.H, h = s % P.H;
+void backward_block(const Problem& P, long b, long h, long r0, long rows, const Packed& X, float* S, float* dP) {
   long mb = key_extent(P, r0, rows), mr = std::min(mb, P.m);
   logits(P, b, h, r0, rows, mb, X.q, X.kt, S);
   const float* go = X.go + r0 * P.dv;
-  const float* vt = X.vt;
-  long gos = P.dv;
-  gemm(rows, mb, P.dv, go, gos, 1, vt, round8(P.m), dP, mb, 1.0f, false);  // dP = dO v^T
+  gemm(rows, mb, P.dv, go, P.dv, 1, X.vt, round8(P.m), dP, mb, 1.0f, false);  // dP = dO v^T
   for (long r = 0; r < rows; r++) {
-    float l = G.lse[s * P.n + r0 + r];
-    const float* orow = P.o.at(b, h, r0 + r);
-    const float* grow = go + r * gos;
+    float l = X.lse[r0 + r];
+    const float* orow = X.o + (r0 + r) * P.dv;
+    const float* grow = go + r * P.dv;
     v8 acc = splat(0.0f);
     for (long c = 0; c < P.dv; c += kW) acc += ld(orow + c) * ld(grow + c);
     const v8 delta = splat(hsum(acc)), lv = splat(std::isinf(l) ? 0.0f : l);
@@ -237,30 +272,40 @@ void backward_block(const Problem& P, const Grads& G, long s, long r0, long rows
       st(drow + j, p * (ld(drow + j) - delta));  // d loss / d logit
     }
   }
-  float* dq = G.dq + b * G.dqs[0] + h * G.dqs[1] + r0 * G.dqs[2];
-  gemm(rows, P.d, mr, dP, mb, 1, X.k, P.d, dq, G.dqs[2], P.scale, false);
-  gemm(mr, P.d, rows, dP, 1, mb, X.q + r0 * P.d, P.d, dk, P.d, P.scale, true);  // dK += dS^T q
-  gemm(mr, P.dv, rows, S, 1, mb, go, gos, dv, P.dv, 1.0f, true);                         // dV += P^T dO
+  gemm(rows, P.d, mr, dP, mb, 1, X.k, P.d, X.dq + r0 * P.d, P.d, P.scale, false);
+  gemm(mr, P.d, rows, dP, 1, mb, X.q + r0 * P.d, P.d, X.dk, P.d, P.scale, true);  // dK += dS^T q
+  gemm(mr, P.dv, rows, S, 1, mb, go, P.dv, X.dv, P.dv, 1.0f, true);              // dV += P^T dO
 }
 
 void backward_range(const Problem& P, const Grads& G, long s0, long s1) {
-  const long mp = round8(P.m), qb = block_rows(P);
-  std::vector<float> kt(P.d * mp), vt(P.dv * mp), S(qb * mp), dP(qb * mp), dk(P.m * P.d), dv(P.m * P.dv);
-  std::vector<float> qbuf(P.n * P.d), kbuf(P.m * P.d), gbuf(P.n * P.dv);
-  for (long s = s0; s < s1; s++) {
-    long b = s / P.H, h = s % P.H;
-    pack_transposed(P.k, b, h, P.m, P.d, kt.data());
-    pack_transposed(P.v, b, h, P.m, P.dv, vt.data());
-    Packed X{pack_rows(P.q, b, h, P.n, P.d, qbuf.data()), pack_rows(P.k, b, h, P.m, P.d, kbuf.data()), kt.data(),
-             vt.data(), pack_rows(G.dout, b, h, P.n, P.dv, gbuf.data())};
-    std::fill(dk.begin(), dk.end(), 0.0f);
-    std::fill(dv.begin(), dv.end(), 0.0f);
-    for (long r0 = 0; r0 < P.n; r0 += qb)
-      backward_block(P, G, s, r0, std::min(qb, P.n - r0), X, S.data(), dP.data(), dk.data(), dv.data());
-    for (long j = 0; j < P.m; j++) {
-      std::memcpy(G.dk + b * G.dks[0] + h * G.dks[1] + j * G.dks[2], dk.data() + j * P.d, P.d * sizeof(float));
-      std::memcpy(G.dv + b * G.dvs[0] + h * G.dvs[1] + j * G.dvs[2], dv.data() + j * P.dv, P.dv * sizeof(float));
+  const long mp = round8(P.m), qb = block_rows(P), gs = group_size(P);
+  std::vector<float> kt(P.d * mp), vt(P.dv * mp), S(qb * mp), dP(qb * mp);
+  const long nq = P.n * P.d, nk = P.m * P.d, nv = P.m * P.dv, no = P.n * P.dv;
+  Group X{std::vector<float>(gs * nq), std::vector<float>(gs * nk), std::vector<float>(gs * nv),
+          std::vector<float>(gs * no), std::vector<float>(gs * no), std::vector<float>(gs * nq),
+          std::vector<float>(gs * nk), std::vector<float>(gs * nv)};
+  for (long s = s0; s < s1;) {
+    long b = s / P.H, h = s % P.H, g = std::min({gs, s1 - s, P.H - h});
+    pack_group(P.q, b, h, g, P.n, P.d, X.q.data());
+    pack_group(P.k, b, h, g, P.m, P.d, X.k.data());
+    pack_group(P.v, b, h, g, P.m, P.dv, X.v.data());
+    pack_group(P.o, b, h, g, P.n, P.dv, X.o.data());
+    pack_group(G.dout, b, h, g, P.n, P.dv, X.go.data());
+    std::fill(X.dk.begin(), X.dk.begin() + g * nk, 0.0f);
+    std::fill(X.dv.begin(), X.dv.begin() + g * nv, 0.0f);
+    for (long j = 0; j < g; j++) {
+      transpose_keys(X.k.data() + j * nk, P.m, P.d, kt.data());
+      transpose_keys(X.v.data() + j * nv, P.m, P.dv, vt.data());
+      Packed one{X.q.data() + j * nq, X.k.data() + j * nk, kt.data(), vt.data(), X.o.data() + j * no,
+                 X.go.data() + j * no, G.lse + (s + j) * P.n, X.dq.data() + j * nq, X.dk.data() + j * nk,
+                 X.dv.data() + j * nv};
+      for (long r0 = 0; r0 < P.n; r0 += qb) backward_block(P, b, h + j, r0, std::min(qb, P.n - r0), one, S.data(),
+                                                           dP.data());
     }
+    store_group(X.dq.data(), G.dq, G.dqs, b, h, g, P.n, P.d);
+    store_group(X.dk.data(), G.dk, G.dks, b, h, g, P.m, P.d);
+    store_group(X.dv.data(), G.dv, G.dvs, b, h, g, P.m, P.dv);
+    s += g;
   }
 }
 
