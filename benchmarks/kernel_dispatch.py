@@ -54,11 +54,11 @@ def measure(layout: str, d: int, n: int, rounds: int) -> dict:
     base = "short" if n <= SHORT_MAX_LEN else "sdpa"
     times = {"fused": [], base: []}
     for r in range(rounds + 1):
-        for be in times:
+        for be, seen in times.items():
             t0 = time.perf_counter()
             run(be)
             if r:  # the first round warms up
-                times[be].append(time.perf_counter() - t0)
+                seen.append(time.perf_counter() - t0)
     fused, other = (statistics.median(times[be]) for be in ("fused", base))
     return {"layout": layout, "d": d, "n": n, "fused_ms": round(1e3 * fused, 2), "base": base,
             "base_ms": round(1e3 * other, 2), "ratio": round(fused / other, 2), "gflop": gflop}
@@ -93,8 +93,8 @@ def main(argv=None) -> int:
         writer.writerows(rows)
     command = " ".join(["python benchmarks/kernel_dispatch.py", *(sys.argv[1:] if argv is None else argv)])
     lines = [f"Command: `{command}`", "",
-             "Forward + backward, fp32; ratio = fused time / the torch path's (< 1: the kernel is faster). "
-             "`n` is T for the temporal layout.", "",
+             ("Forward + backward, fp32; ratio = fused time / the torch path's (< 1: the kernel is faster). "
+              "`n` is T for the temporal layout."), "",
              "| threads (matmul GFLOP/s) | layout | d | n | fused ms | % of matmul | torch path | ms | ratio |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

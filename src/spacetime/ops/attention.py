@@ -151,13 +151,18 @@ def select_backend(q: Tensor, k: Tensor, backend: str | None = None, *, v: Tenso
     n, m = q.shape[-2], k.shape[-2]
     if q.device.type != "cpu" or q.dtype != torch.float32:
         return "sdpa"
-    strided = q.shape[-2] > 1 and q.stride(-2) != q.shape[-1]
-    short_strided = strided and max(n, m) <= FUSED_MAX_LEN and (max(n, m) >= 32 or torch.get_num_threads() > 1)
-    if not torch.compiler.is_compiling() and (q.shape[-1] <= FUSED_MAX_HEAD_DIM or short_strided) \
-            and _fused.available() and \
-            _fused.unsupported(q, k, k if v is None else v, mask, dropout_p) is None:
+    if not torch.compiler.is_compiling() and _fused_serves(q, k, v, mask, dropout_p):
         return "fused"
     return "short" if n <= SHORT_MAX_LEN and m <= SHORT_MAX_LEN else "sdpa"
+
+
+def _fused_serves(q: Tensor, k: Tensor, v: Tensor | None, mask: Tensor | None, dropout_p: float) -> bool:
+    """The kernel's part of the dispatch rule (module doc): small heads, or short strided rows."""
+    n, m = q.shape[-2], k.shape[-2]
+    strided = n > 1 and q.stride(-2) != q.shape[-1]
+    short_strided = strided and max(n, m) <= FUSED_MAX_LEN and (max(n, m) >= 32 or torch.get_num_threads() > 1)
+    return (q.shape[-1] <= FUSED_MAX_HEAD_DIM or short_strided) and _fused.available() and \
+        _fused.unsupported(q, k, k if v is None else v, mask, dropout_p) is None
 
 
 def _check_backend(name: str) -> str:
