@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from ..layers.attention import FactorizedAttention, SpaceTimeAttention
 from ..measure import peak_memory_growth
 from ..ops.attention import available_backends
-from ..ops.patterns import CrossFrame, Joint, Pattern, Spatial, Temporal, Window, _token_coords
+from ..ops.patterns import CrossFrame, Joint, Pattern, Spatial, Temporal, Window
 from .cost import VideoShape
 
 __all__ = ["PATTERN_NAMES", "IMPLS", "PEERS", "DEFAULT_OPTIONS", "make_patterns", "peer_supports", "Case",
@@ -149,14 +149,6 @@ class _ExplicitAttention(nn.Module):
         return self.proj(rearrange(out, "s heads n d -> s n (heads d)"))
 
 
-def _window_labels(pattern: Window, t: int, h: int, w: int) -> Tensor:
-    """``(t*h*w,)`` tube id of each token in ``(t h w)`` order: two tokens attend iff their ids match."""
-    size, shift = pattern.effective(t, h, w)
-    lt, lh, lw = (pattern._labels(n, ws, s) for n, ws, s in zip((t, h, w), size, shift))
-    ft, fh, fw = _token_coords(t, h, w)
-    return (lt[ft] * (h + 1) + lh[fh]) * (w + 1) + lw[fw]
-
-
 class _FlexAttention(nn.Module):
     """qkv linear, ``torch.compile(flex_attention)`` with the pattern as a block mask, output linear.
 
@@ -180,7 +172,7 @@ class _FlexAttention(nn.Module):
         """The pattern's block mask at this clip size (None: every key), built once per size."""
         if (t, h, w) not in self._masks:
             if isinstance(self.pattern, Window):
-                label = _window_labels(self.pattern, t, h, w)
+                label = self.pattern.token_labels(t, h, w)
                 n, mask_mod = t * h * w, lambda b, hd, qi, ki: label[qi] == label[ki]
             else:
                 keep, n = _frame_mask(self.pattern, t), t

@@ -270,14 +270,16 @@ class Window(Pattern):
         x = torch.arange(length, device=device)
         return torch.where(x < s, torch.zeros_like(x), 1 + torch.div(x - s, ws, rounding_mode="floor"))
 
-    def dense_mask(self, t, h, w, device=None):
+    def token_labels(self, t: int, h: int, w: int, device=None) -> Tensor:
+        """``(t*h*w,)`` tube id of each token in ``(t h w)`` order: two tokens attend iff their ids match."""
         size, shift = self.effective(t, h, w)
         lt, lh, lw = (self._labels(n, ws, s, device) for n, ws, s in zip((t, h, w), size, shift))
         ft, fh, fw = _token_coords(t, h, w, device)
-        keep = lt[ft][:, None] == lt[ft][None, :]
-        keep &= lh[fh][:, None] == lh[fh][None, :]
-        keep &= lw[fw][:, None] == lw[fw][None, :]
-        return keep
+        return (lt[ft] * (h + 1) + lh[fh]) * (w + 1) + lw[fw]  # per-axis ids are <= the axis length
+
+    def dense_mask(self, t, h, w, device=None):
+        label = self.token_labels(t, h, w, device)
+        return label[:, None] == label[None, :]
 
     def _window_mask(self, dims, size, shift, device) -> Tensor | None:
         """``(num_windows, n, n)`` bool over the padded, rolled grid, or ``None`` if no mask is needed."""

@@ -15,10 +15,6 @@
 #include <thread>
 #include <vector>
 
-#ifndef ST_GROUP_FLOATS
-#define ST_GROUP_FLOATS 8192
-#endif
-
 namespace {
 
 typedef float v8 __attribute__((vector_size(32)));
@@ -179,7 +175,7 @@ void store_group(const float* buf, float* base, const int64_t* st, long b, long 
 // Sequences per group: about 32 KiB of each operand (one sequence when a sequence is longer).
 long group_size(const Problem& P) {
   long per = std::max(P.n, P.m) * std::max(P.d, P.dv);
-  return std::max(1L, std::min(16L, ST_GROUP_FLOATS / per));
+  return std::max(1L, std::min(16L, 8192 / per));
 }
 
 // kt (d x mp): packed k (m x d) transposed, zero-padded keys.
