@@ -68,3 +68,43 @@ def test_bouncing_disks_bad_arguments():
         BouncingDisks(num_frames=0)
     with pytest.raises(IndexError, match="index must be in"):
         BouncingDisks(length=3)[3]
+
+
+@pytest.mark.parametrize("objects, max_speed", [(2, 3), (3, 4), (1, 1)])
+def test_more_objects_and_faster_motion_follow_the_same_law(objects, max_speed):
+    from spacetime.data.bouncing import bounce_axis, speeds
+    ds = BouncingDisks(length=50, num_frames=10, objects=objects, max_speed=max_speed, seed=2)
+    for i in range(50):
+        pos = ds.positions(i)  # (T, K, 2)
+        assert pos.shape == (10, objects, 2)
+        for k in range(objects):
+            for axis in range(2):
+                track = pos[:, k, axis]  # the law from its start, with one of the data's velocities
+                assert any(np.array_equal(bounce_axis(track[0], v, 10, 20), track) for v in speeds(max_speed))
+        video = ds[i][0].numpy()
+        assert video.max() == 1.0 and set(np.unique(video)) <= {0.0, 1.0}
+        union = np.zeros_like(video, dtype=bool)
+        for k in range(objects):
+            for t in range(10):
+                x, y = pos[t, k]
+                union[t, y:y + 12, x:x + 12] |= disk_stamp(12) > 0
+        assert np.array_equal(video > 0, union)
+
+
+def test_speeds_reach_the_top_speed_evenly():
+    ds = BouncingDisks(length=4000, num_frames=2, max_speed=4, seed=0, digit_size=4, size=200)
+    starts = np.concatenate([ds.positions(i)[0] for i in range(4000)])
+    moves = np.concatenate([ds.positions(i)[1] - ds.positions(i)[0] for i in range(4000)])
+    moves = moves[(starts > 4) & (starts < 192)]  # away from the walls the first move is the drawn velocity
+    values, counts = np.unique(moves, return_counts=True)
+    assert list(values) == [-4, -3, -2, -1, 1, 2, 3, 4]
+    assert counts.min() > 0.8 * counts.mean()
+
+
+def test_bad_objects_and_speeds_are_named():
+    with pytest.raises(ValueError, match=r"objects must be an int in \[1, 4\); got 4"):
+        BouncingDisks(objects=4)
+    with pytest.raises(ValueError, match=r"max_speed must be an int in \[1, 5\) \(pixels per frame\); got 0"):
+        BouncingDisks(max_speed=0)
+    with pytest.raises(ValueError, match=r"max_speed must be an int"):
+        create_dataset(2, 4, 32, objects=1, max_speed=2.5)

@@ -1,8 +1,9 @@
 """Bouncing disks: text 004's toy video data, and a seeded dataset of it for training.
 
-One white disk on black moves with a constant integer velocity and bounces off the walls (the
-velocity component flips, the position is clamped to the frame). Text 004 calls these videos
-"Moving MNIST"; the "digit" is a disk.
+White disks on black move with constant integer velocities and bounce off the walls (a velocity
+component flips, the position is clamped to the frame). Text 004 calls these videos "Moving
+MNIST"; its "digit" is one disk at up to 2 px/frame. ``objects`` and ``max_speed`` widen the law:
+up to 3 disks (drawn as the union of their stamps; they pass through each other) at up to 4 px/frame.
 """
 
 from __future__ import annotations
@@ -12,11 +13,20 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["disk_stamp", "bounce_positions", "render_disks", "create_moving_mnist_video", "create_dataset",
-           "BouncingDisks", "SPEEDS"]
+from ..checks import int_in, positive_int
+
+__all__ = ["disk_stamp", "speeds", "bounce_axis", "bounce_positions", "bounce_tracks", "render_disks",
+           "create_moving_mnist_video", "create_dataset", "BouncingDisks", "SPEEDS", "MAX_OBJECTS", "MAX_SPEED"]
 
 #: the velocities text 004 draws from, per axis
 SPEEDS = (-2, -1, 1, 2)
+MAX_OBJECTS, MAX_SPEED = 3, 4
+
+
+def speeds(max_speed: int = 2) -> tuple[int, ...]:
+    """The per-axis velocities of the data at top speed ``max_speed``: ``-S .. -1, 1 .. S`` (text 004: S = 2)."""
+    int_in("max_speed", max_speed, 1, MAX_SPEED + 1, note=" (pixels per frame)")
+    return tuple(range(-max_speed, 0)) + tuple(range(1, max_speed + 1))
 
 
 def disk_stamp(digit_size: int = 12) -> np.ndarray:
@@ -33,39 +43,61 @@ def _draw(rng, low: int, high: int) -> int:
     return int(rng.integers(low, high) if hasattr(rng, "integers") else rng.randint(low, high))
 
 
-def bounce_positions(num_frames: int, size: int, digit_size: int, rng=None) -> np.ndarray:
-    """``(num_frames, 2)`` int top-left ``(x, y)`` of the stamp in each frame, with the text's physics.
+def bounce_axis(start, velocity, num_frames: int, limit: int) -> np.ndarray:
+    """The law along one axis, for arrays of starts and velocities at once: ``(..., num_frames)`` int coordinates.
+
+    After each frame the coordinate moves by the velocity; one that reaches ``<= 0`` or ``>= limit``
+    flips its velocity and is clamped to ``[0, limit]``.
+    """
+    x, v = np.array(start, dtype=np.int64), np.array(velocity, dtype=np.int64)
+    x, v = np.broadcast_arrays(x, v)
+    x, v = x.copy(), v.copy()
+    out = np.empty(x.shape + (num_frames,), dtype=np.int64)
+    for t in range(num_frames):
+        out[..., t] = x
+        x = x + v
+        hit = (x <= 0) | (x >= limit)
+        v = np.where(hit, -v, v)
+        x = np.clip(x, 0, limit)
+    return out
+
+
+def bounce_positions(num_frames: int, size: int, digit_size: int, rng=None, max_speed: int = 2) -> np.ndarray:
+    """``(num_frames, 2)`` int top-left ``(x, y)`` of one stamp in each frame, with the text's physics.
 
     Draws, in this order, ``x``, ``y`` in ``[0, size - digit_size)`` and ``vx``, ``vy`` from
-    :data:`SPEEDS`. After each frame the position moves by the velocity; a coordinate that reaches
-    ``<= 0`` or ``>= size - digit_size`` flips its velocity and is clamped to the frame.
+    :func:`speeds` (text 004: :data:`SPEEDS`), then follows :func:`bounce_axis` on each axis.
     ``rng`` is a ``np.random.Generator``, a ``RandomState``, or ``None`` for the global ``np.random``.
     """
     if size <= digit_size:
         raise ValueError(f"size must exceed digit_size; got size={size}, digit_size={digit_size}")
-    if num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1; got {num_frames}")
+    positive_int("num_frames", num_frames)
+    choices = speeds(max_speed)
     rng = np.random if rng is None else rng
     limit = size - digit_size
     x, y = _draw(rng, 0, limit), _draw(rng, 0, limit)
-    vx, vy = SPEEDS[_draw(rng, 0, len(SPEEDS))], SPEEDS[_draw(rng, 0, len(SPEEDS))]
-    out = np.empty((num_frames, 2), dtype=np.int64)
-    for t in range(num_frames):
-        out[t] = x, y
-        x, y = x + vx, y + vy
-        if x <= 0 or x >= limit:
-            vx, x = -vx, min(max(x, 0), limit)
-        if y <= 0 or y >= limit:
-            vy, y = -vy, min(max(y, 0), limit)
-    return out
+    vx, vy = choices[_draw(rng, 0, len(choices))], choices[_draw(rng, 0, len(choices))]
+    return bounce_axis([x, y], [vx, vy], num_frames, limit).T
+
+
+def bounce_tracks(num_frames: int, size: int, digit_size: int, rng=None, objects: int = 1,
+                  max_speed: int = 2) -> np.ndarray:
+    """``(num_frames, objects, 2)`` top-left ``(x, y)`` of ``objects`` independent disks (each drawn as
+    :func:`bounce_positions` draws one, in turn)."""
+    int_in("objects", objects, 1, MAX_OBJECTS + 1)
+    return np.stack([bounce_positions(num_frames, size, digit_size, rng, max_speed) for _ in range(objects)], axis=1)
 
 
 def render_disks(positions: np.ndarray, size: int, stamp: np.ndarray) -> np.ndarray:
-    """``(T, 2)`` top-left ``(x, y)`` -> ``(T, size, size)`` float32 frames with the stamp at each position."""
+    """``(T, 2)`` or ``(T, K, 2)`` top-left ``(x, y)`` -> ``(T, size, size)`` float32 frames: the union of the
+    stamps (their maximum where they overlap)."""
+    positions = np.asarray(positions)
+    positions = positions[:, None] if positions.ndim == 2 else positions
     s = stamp.shape[0]
     video = np.zeros((len(positions), size, size), dtype=np.float32)
-    for t, (x, y) in enumerate(positions):
-        video[t, y:y + s, x:x + s] = stamp
+    for t, frame_positions in enumerate(positions):
+        for x, y in frame_positions:
+            np.maximum(video[t, y:y + s, x:x + s], stamp, out=video[t, y:y + s, x:x + s])
     return video
 
 
@@ -81,11 +113,14 @@ def create_moving_mnist_video(num_frames: int = 16, size: int = 32, digit_size: 
 
 
 # ``rng`` may name a legacy RandomState; keep the text's positional signature first.
-def create_dataset(num_videos: int = 512, num_frames: int = 16, size: int = 32, rng=None) -> Tensor:
-    """Text 004: ``(num_videos, 1, num_frames, size, size)`` float32 tensor of bouncing-disk videos in [0, 1]."""
-    if num_videos < 1:
-        raise ValueError(f"num_videos must be >= 1; got {num_videos}")
-    videos = np.stack([create_moving_mnist_video(num_frames, size, rng=rng) for _ in range(num_videos)])
+def create_dataset(num_videos: int = 512, num_frames: int = 16, size: int = 32, rng=None, *, digit_size: int = 12,
+                   objects: int = 1, max_speed: int = 2) -> Tensor:
+    """Text 004: ``(num_videos, 1, num_frames, size, size)`` float32 tensor of bouncing-disk videos in [0, 1]
+    (the keyword arguments widen the text's law; their defaults are the text's)."""
+    positive_int("num_videos", num_videos)
+    stamp = disk_stamp(digit_size)
+    videos = np.stack([render_disks(bounce_tracks(num_frames, size, digit_size, rng, objects, max_speed), size, stamp)
+                       for _ in range(num_videos)])
     return torch.from_numpy(videos).unsqueeze(1)
 
 
@@ -94,28 +129,32 @@ class BouncingDisks(Dataset):
 
     Item ``i`` is generated from ``np.random.default_rng([seed, i])``: the same index always gives
     the same video, whatever the order, process or worker that asks for it. ``length`` is how many
-    distinct videos an epoch holds (a large number gives fresh data every step).
+    distinct videos an epoch holds (a large number gives fresh data every step). ``objects`` disks
+    (1-3) move at up to ``max_speed`` (1-4) pixels per frame per axis.
     """
 
     def __init__(self, length: int = 1_000_000, num_frames: int = 8, size: int = 32, digit_size: int = 12,
-                 seed: int = 0):
+                 seed: int = 0, objects: int = 1, max_speed: int = 2):
         for name, value, low in (("length", length, 1), ("num_frames", num_frames, 1), ("seed", seed, 0)):
             if not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
         if size <= digit_size:
             raise ValueError(f"size must exceed digit_size; got size={size}, digit_size={digit_size}")
+        int_in("objects", objects, 1, MAX_OBJECTS + 1)
+        speeds(max_speed)
         self.length, self.num_frames, self.size, self.digit_size, self.seed = length, num_frames, size, digit_size, seed
+        self.objects, self.max_speed = objects, max_speed
         self.stamp = disk_stamp(digit_size)
 
     def __len__(self) -> int:
         return self.length
 
     def positions(self, index: int) -> np.ndarray:
-        """``(T, 2)`` top-left ``(x, y)`` of the disk in video ``index``."""
+        """``(T, objects, 2)`` top-left ``(x, y)`` of the disks in video ``index``."""
         if not 0 <= index < self.length:
             raise IndexError(f"index must be in [0, {self.length}); got {index}")
         rng = np.random.default_rng([self.seed, int(index)])
-        return bounce_positions(self.num_frames, self.size, self.digit_size, rng)
+        return bounce_tracks(self.num_frames, self.size, self.digit_size, rng, self.objects, self.max_speed)
 
     def __getitem__(self, index: int) -> Tensor:
         video = render_disks(self.positions(index), self.size, self.stamp)
