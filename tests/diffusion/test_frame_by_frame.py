@@ -11,7 +11,7 @@ from spacetime.cli import main
 from spacetime.diffusion.config import DEMO_CONFIG, TrainConfig
 from spacetime.diffusion.objective import blend_last_frame, clip_end_weights, given_prefix, next_frame_clips
 from spacetime.diffusion.sample import sample_videos
-from spacetime.diffusion.train import load_model, train
+from spacetime.diffusion.train import load_model, resolve_measured, train
 from spacetime.models.video_unet import VideoUNet, VideoUNetConfig
 
 
@@ -225,7 +225,12 @@ def test_motion_head_model_predicts_the_clean_frame_trains_and_samples(tmp_path)
 
 def test_demo_recipe_is_a_valid_next_frame_config_and_the_demo_runs_end_to_end(tmp_path, capsys):
     cfg = TrainConfig.from_dict(DEMO_CONFIG)
-    assert cfg.context_frames >= 1 and cfg.unet_config().known_frames
+    assert cfg.measured_fields() == ["motion_head", "motion_fill"]
+    resolved, measured = resolve_measured(cfg)
+    assert cfg.context_frames >= 1 and resolved.unet_config().known_frames
+    # measured from text 004's disks, the head's reach and fill are the constants the recipe once wrote down
+    assert (resolved.unet_config().motion_head, resolved.unet_config().motion_fill) == (2, -1.0)
+    assert measured["reach"] == 2 and measured["fill"] == -1.0
     argv = ["demo", "--out", str(tmp_path / "demo"), "--model", "tiny", "--frames", "4", "--size", "16",
             "--digit-size", "6", "--steps", "2", "--batch-size", "2", "--num-samples", "2", "--sample-steps", "2",
             "--quiet"]

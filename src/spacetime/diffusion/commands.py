@@ -23,25 +23,29 @@ import torch
 
 from ..config import read_config_file
 from ..data.bouncing import create_dataset
+from ..data.digits import create_digit_dataset
+from ..data.statistics import MotionStats
 from ..io.files import atomic_write_npy, atomic_write_text
 from ..measure import matmul_rate
 from ..models.video_unet import PRESETS
-from .config import CLIP_ENDS, DATA_KINDS, DEMO_CONFIG, LR_DECAYS, TrainConfig
-from .evaluate import evaluate_camera, evaluate_videos, format_camera_report, format_report
+from .config import CLIP_ENDS, DATA_KINDS, DEMO_CONFIG, DEMO_PRESETS, LR_DECAYS, OBJECT_SIZES, TrainConfig
+from .evaluate import data_settings, evaluate_camera, evaluate_digits, evaluate_videos, format_camera_report, format_report
 from .sample import sample_checkpoint, sample_processes
 from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
-from .train import train_processes
+from .train import resolve_measured, train_processes
 
 __all__ = ["register", "resolve_config"]
 
 _HELP = {
     "model": "VideoUNet preset ('camera' for --data camera)",
-    "data": "training videos: bouncing disks, a Moving MNIST .npy, a folder of videos, synthetic camera pans",
-    "max_speed": "--data camera: top camera speed per axis (pixels per frame)",
+    "data": "training videos: bouncing disks, moving handwritten digits (scikit-learn's, held-out digits kept apart), "
+            "a Moving MNIST .npy, a folder of videos, synthetic camera pans",
+    "max_speed": "top speed per axis in pixels per frame (disks, digits: a whole number 1-4; camera: any > 0)",
+    "objects": "disks: 1-3 disks per video; digits: 1-2 digits",
     "num_videos": "disks/camera: distinct training videos, reused every epoch (default: a fresh video every draw; "
                   "text 004 uses 512)",
     "data_path": "the .npy file or video folder for --data mnist|folder", "frames": "frames per video",
-    "size": "frame height and width", "digit_size": "disk stamp size (bouncing disks)",
+    "size": "frame height and width", "digit_size": "disks: the disk's size (None: text 004's 12; digits are 16 px)",
     "channels": "1 (grayscale) or 3 (RGB)", "timesteps": "diffusion training timesteps",
     "schedule": "beta schedule ('cosine' is text 004's)", "prediction": "what the network predicts",
     "noise_shift": "divide the schedule's signal-to-noise ratio by this squared (more steps at high noise)",
@@ -144,7 +148,8 @@ def _run_sample(args) -> int:
                               steps=args.steps, seed=args.seed, weights=args.weights, batch_size=args.batch_size,
                               progress=_progress(args), camera_path=args.camera_path, camera_speed=args.camera_speed,
                               reverse_camera=args.reverse_camera, guidance=args.guidance, guide=args.guide,
-                              motion_temperature=args.motion_temperature)
+                              motion_temperature=args.motion_temperature, frames=args.frames,
+                              given=args.given)
     r, paths = result["config"], result["paths"]
     guided = f", guided by {r['guide']} at {r['guidance']:g}" if r["guidance"] else ""
     if r["motion_temperature"] != 1:
@@ -155,17 +160,50 @@ def _run_sample(args) -> int:
     return 0
 
 
-def _run_eval(args) -> int:
-    if args.training_data:
-        videos = create_dataset(args.training_data, args.frames, args.size, rng=np.random.default_rng(args.seed))
-        args.videos = str(atomic_write_npy(Path(args.out or "runs/eval-training") / "samples.npy", videos.numpy()))
-    if not args.videos:
-        raise ValueError("give VIDEOS (a .npy or a sample folder) or --training-data N")
-    folder = Path(args.videos) if Path(args.videos).is_dir() else Path(args.videos).parent
-    if args.cameras or (folder / "cameras.npy").is_file():
-        print(format_camera_report(evaluate_camera(args.videos, args.cameras, args.report)))
+#: what ``spacetime eval`` assumes of the data when neither a flag nor the samples' ``sample_config.json`` says
+EVAL_DATA = {"data": "disks", "digit_size": None, "objects": 1, "max_speed": 2}
+
+
+def _eval_data(args) -> dict:
+    """The data the videos are scored against: the defaults, then ``sample_config.json`` beside them, then flags."""
+    settings = dict(EVAL_DATA)
+    if args.videos and not args.training_data:
+        settings.update({k: v for k, v in data_settings(args.videos).items() if k in EVAL_DATA})
+    settings.update({k: getattr(args, k) for k in EVAL_DATA if getattr(args, k) is not None})
+    if settings["data"] not in OBJECT_SIZES:
+        raise ValueError(f"data must be one of {tuple(OBJECT_SIZES)} to score bouncing objects; got "
+                         f"{settings['data']!r}")
+    if settings["digit_size"] is None:
+        settings["digit_size"] = OBJECT_SIZES[settings["data"]]
+    settings["max_speed"] = int(settings["max_speed"])
+    return settings
+
+
+def _training_videos(args, data: dict) -> str:
+    """``--training-data N``: N fresh videos of the data, written where ``--out`` says; their path."""
+    rng = np.random.default_rng(args.seed)
+    if data["data"] == "digits":
+        videos, _ = create_digit_dataset(args.training_data, args.frames, args.size, objects=data["objects"],
+                                         max_speed=data["max_speed"], seed=args.seed, split="heldout")
     else:
-        print(format_report(evaluate_videos(args.videos, args.report, args.digit_size, args.tol)))
+        videos = create_dataset(args.training_data, args.frames, args.size, rng=rng, digit_size=data["digit_size"],
+                                objects=data["objects"], max_speed=data["max_speed"])
+    return str(atomic_write_npy(Path(args.out or "runs/eval-training") / "samples.npy", videos.numpy()))
+
+
+def _run_eval(args) -> int:
+    if not args.videos and not args.training_data:
+        raise ValueError("give VIDEOS (a .npy or a sample folder) or --training-data N")
+    folder = Path(args.videos or ".") if Path(args.videos or ".").is_dir() else Path(args.videos or ".").parent
+    if args.cameras or (args.videos and (folder / "cameras.npy").is_file()):
+        print(format_camera_report(evaluate_camera(args.videos, args.cameras, args.report)))
+        return 0
+    data = _eval_data(args)
+    if args.training_data:
+        args.videos = _training_videos(args, data)
+    kind = data.pop("data")
+    evaluate = evaluate_digits if kind == "digits" else evaluate_videos
+    print(format_report(evaluate(args.videos, args.report, tol=args.tol, **data)))
     return 0
 
 
@@ -175,10 +213,18 @@ def _machine() -> dict:
             "matmul_gflops": round(matmul_rate(), 1)}
 
 
+def _data_words(cfg) -> str:
+    """The training data in a few words: ``"2 disks at up to 3 px/frame"``."""
+    if cfg.data not in OBJECT_SIZES:
+        return {"mnist": "Moving MNIST", "folder": "a folder of videos", "camera": "camera pans"}[cfg.data]
+    what = {"disks": "disk", "digits": "handwritten digit"}[cfg.data]
+    return f"{cfg.objects} {what}{'s' * (cfg.objects > 1)} at up to {cfg.max_speed:g} px/frame"
+
+
 def _run_demo(args) -> int:
     out = Path(args.out)
     start = time.perf_counter()
-    cfg = resolve_config(args, base=DEMO_CONFIG)
+    cfg, measured = resolve_measured(resolve_config(args, base={**DEMO_CONFIG, **DEMO_PRESETS[args.preset]}))
     kind = f"next-frame, {cfg.context_frames} frames of context" if cfg.context_frames else "whole videos"
     unet = cfg.unet_config()
     if unet.motion_head:
@@ -186,9 +232,11 @@ def _run_demo(args) -> int:
     width = "/".join(map(str, unet.channels))
     machine = _machine()
     print(f"spacetime demo: a video diffusion model ({cfg.model} VideoUNet, {width} channels, {kind}) trained from "
-          f"scratch on bouncing disks ({cfg.frames}x{cfg.size}x{cfg.size}), {cfg.steps} steps or {cfg.time_limit} "
+          f"scratch on {_data_words(cfg)} ({cfg.frames}x{cfg.size}x{cfg.size}), {cfg.steps} steps or {cfg.time_limit} "
           f"minutes, then {cfg.num_samples} samples scored for physical plausibility. This machine: "
           f"{machine['cpu_count']} cores, fp32 matmul {machine['matmul_gflops']:.0f} GFLOP/s.", flush=True)
+    if measured:
+        print(MotionStats(measured).describe(), flush=True)
     procs = args.procs or _default_procs()
     summary = train_processes(cfg, out / "train", procs=procs, resume=args.resume, progress=_progress(args))
     t_train = time.perf_counter() - start
@@ -196,13 +244,17 @@ def _run_demo(args) -> int:
           f"final loss {summary['loss']:.4f}", flush=True)
     result = sample_checkpoint(out / "train", out / "samples", seed=cfg.seed, progress=_progress(args))
     print(f"[2/3] sampled {result['config']['num']} videos in {result['config']['seconds']:.0f} s", flush=True)
-    report = evaluate_videos(out / "samples" / "samples.npy", digit_size=cfg.digit_size)
+    evaluate = evaluate_digits if cfg.data == "digits" else evaluate_videos
+    report = evaluate(out / "samples" / "samples.npy", digit_size=cfg.object_size, objects=cfg.objects,
+                      max_speed=int(cfg.max_speed))
     print("[3/3] plausibility of the samples:\n" + format_report(report))
     total = time.perf_counter() - start
-    record = {"command": "spacetime " + " ".join(sys.argv[1:]), "machine": machine, "procs": procs,
+    record = {"command": "spacetime " + " ".join(sys.argv[1:]), "machine": machine, "procs": procs, "measured": measured,
               "steps": summary["step"], "train_seconds": round(t_train, 1),
               "sample_seconds": result["config"]["seconds"], "wall_seconds": round(total, 1),
-              "plausible_fraction": report["plausible_fraction"], "num_videos": report["num_videos"]}
+              "plausible_fraction": report["plausible_fraction"], "num_videos": report["num_videos"],
+              "diversity": {name: {k: stat[k] for k in ("distance", "data_median", "data_p99", "cells", "ok")}
+                            for name, stat in report["diversity"]["statistics"].items()}}
     atomic_write_text(out / "demo.json", json.dumps(record, indent=2) + "\n")
     print(f"\ndone in {total / 60:.1f} min. Outputs:\n  loss curve   {out / 'train' / 'loss.png'}\n"
           f"  training log {out / 'train' / 'log.csv'}\n  checkpoint   {summary.get('checkpoint')}\n"
@@ -263,20 +315,40 @@ def _register_sample(subparsers) -> None:
     p.add_argument("--motion-temperature", type=float, default=None,
                    help="motion-head models: divide the head's logits by this (default: the run's "
                         "motion_temperature; 1: as trained)%(default).0s")
+    p.add_argument("--frames", type=int, default=None,
+                   help="next-frame models: frames per video, rolled out past the trained length (default: the "
+                        "run's frames)%(default).0s")
+    p.add_argument("--given", default=None, metavar="FILE",
+                   help="next-frame models: continue these leading frames (a .npy of (k, H, W), (C, k, H, W) or "
+                        "(N, C, k, H, W) in [0, 1], or a video/GIF file, resized to the run's size)%(default).0s")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_sample)
 
 
 def _register_eval(subparsers) -> None:
-    p = _command(subparsers, "eval", "score bouncing-disk videos for physical plausibility (one training-size disk "
-                                     "per frame, constant velocity changing only at walls); for samples of a camera "
-                                     "model (a cameras.npy beside them), the camera-following error")
+    p = _command(subparsers, "eval", "score videos of bouncing objects against their data's law: plausibility (each "
+                                     "frame holds the data's objects, each on a bouncing path at the data's speeds) "
+                                     "and diversity (first moves, start positions, object count against the data's "
+                                     "own values); for samples of a camera model (a cameras.npy beside them), the "
+                                     "camera-following error")
     p.add_argument("videos", nargs="?", help="a .npy of (N, 1, T, H, W) videos in [0, 1], or a sample folder")
     p.add_argument("--report", default=None, help="where to write the JSON report (default: beside the videos)")
-    p.add_argument("--digit-size", type=int, default=12, help="the training disk stamp's size")
-    p.add_argument("--tol", type=float, default=0.5, help="tolerance in pixels on positions and displacements")
+    p.add_argument("--data", choices=list(OBJECT_SIZES), default=None,
+                   help="the training data (default: from sample_config.json beside the videos, else disks)"
+                        "%(default).0s")
+    p.add_argument("--digit-size", type=int, default=None,
+                   help="disks: the training disk's size (default: from sample_config.json, else 12)%(default).0s")
+    p.add_argument("--objects", type=int, default=None,
+                   help="objects in every training video (default: from sample_config.json, else 1)%(default).0s")
+    p.add_argument("--max-speed", type=int, default=None,
+                   help="the data's top speed per axis in px/frame (default: from sample_config.json, else 2)"
+                        "%(default).0s")
+    p.add_argument("--tol", type=float, default=None,
+                   help="disks: pixels per frame that may differ from the fitted disks, as a fraction of one disk's "
+                        "area (default: 0.15)%(default).0s")
     p.add_argument("--training-data", type=int, default=0, metavar="N",
-                   help="instead, score N freshly generated training videos (a check of the detector)")
+                   help="instead, score N freshly generated videos of the data (a check of the scorer; digits: the "
+                        "held-out digits)")
     p.add_argument("--frames", type=int, default=8, help="frames of --training-data videos")
     p.add_argument("--size", type=int, default=32, help="size of --training-data videos")
     p.add_argument("--seed", type=int, default=0, help="seed of --training-data videos")
@@ -289,8 +361,12 @@ def _register_eval(subparsers) -> None:
 
 def _register_demo(subparsers) -> None:
     p = _command(subparsers, "demo", "the main job: train a video diffusion model on bouncing disks from scratch, "
-                                     "sample 32 videos, score them, print where everything is (~15 min on 2 cores)")
+                                     "sample 32 videos, score their plausibility and diversity, print where "
+                                     "everything is (~15 min on 2 cores; --preset for harder data)")
     _add_config_flags(p, defaults=DEMO_CONFIG)
+    p.add_argument("--preset", choices=list(DEMO_PRESETS), default="disks",
+                   help="the data: text 004's disks (15 minutes), two disks at up to 3 px/frame or moving handwritten "
+                        "digits (30 minutes each); the same recipe, its motion head measured from the data")
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--procs", type=int, default=None,
                    help="data-parallel training processes (default: one per CPU core, at most 2; 1 on a GPU)")

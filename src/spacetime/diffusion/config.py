@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..checks import fraction, int_at_least, int_in, number_in, one_of, positive_int
+from ..checks import fraction, int_at_least, int_in, is_number, number_in, one_of, positive_int
 from ..config import Config
 from ..models.video_unet import PRESETS, VideoUNetConfig, check_motion_temperature
 from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
 
-__all__ = ["TrainConfig", "DATA_KINDS", "CLIP_ENDS", "LR_DECAYS", "DEMO_CONFIG"]
+__all__ = ["TrainConfig", "DATA_KINDS", "OBJECT_SIZES", "MEASURED", "CLIP_ENDS", "LR_DECAYS", "DEMO_CONFIG",
+           "DEMO_PRESETS"]
 
-DATA_KINDS = ("disks", "mnist", "folder", "camera")
+DATA_KINDS = ("disks", "digits", "mnist", "folder", "camera")
+#: a ``model_overrides`` value measured from the training data when a run starts, and the fields that take it (with the
+#: stand-in each is validated with before then)
+MEASURED = "data"
+MEASURED_FIELDS = {"motion_head": 1, "motion_fill": 0.0}
+#: the generated data of bouncing objects, and the size of their objects when digit_size is None
+OBJECT_SIZES = {"disks": 12, "digits": 16}
 CLIP_ENDS = ("uniform", "first")
 LR_DECAYS = ("steps", "time")
 
@@ -33,9 +40,10 @@ class TrainConfig(Config):
     data_path: str | None = None
     frames: int = 8
     size: int = 32
-    digit_size: int = 12
+    digit_size: int | None = None  # disks: the disk's size (None: text 004's 12); digits: None (16 px)
+    objects: int = 1  # disks: 1-3 disks per video; digits: 1-2 digits
     channels: int = 1
-    max_speed: float = 2.0  # data="camera": top camera speed per axis, pixels per frame
+    max_speed: float = 2.0  # top speed per axis, pixels per frame (disks/digits: an int 1-4; camera: any > 0)
     num_videos: int | None = None  # disks/camera: distinct training videos (None: fresh ones; text 004 uses 512)
     # diffusion
     timesteps: int = 1000
@@ -87,7 +95,8 @@ class TrainConfig(Config):
         positive_int("num_videos", self.num_videos, none_ok=True, note=" (fresh videos)")
         int_at_least("warmup_steps", self.warmup_steps, 0)
         int_at_least("seed", self.seed, 0)
-        int_at_least("digit_size", self.digit_size, 2)
+        if self.digit_size is not None:
+            int_at_least("digit_size", self.digit_size, 2, note=" (or None: the data's own)")
         int_in("context_frames", self.context_frames, 0, self.frames, high_label=f"frames={self.frames}",
                note=" (0: whole videos)")
         number_in("lr", self.lr, 0, low_open=True)
@@ -101,7 +110,7 @@ class TrainConfig(Config):
         fraction("guide_at", self.guide_at, open_ends=True, note=" of the sampled checkpoint's step")
         fraction("copy_blend", self.copy_blend)
         fraction("move_blend", self.move_blend, 1 - self.copy_blend, high_label=f"1 - copy_blend={1 - self.copy_blend:g}")
-        unet = self.unet_config()  # also validates the overrides
+        unet = self._unet_config(stand_ins=True)  # also validates the overrides
         check_motion_temperature(self.motion_temperature, unet.motion_head, "set model_overrides motion_head >= 1")
         self._check_data(unet)
         self._check_next_frame(unet)
@@ -109,8 +118,8 @@ class TrainConfig(Config):
     def _check_data(self, unet: VideoUNetConfig) -> None:
         if self.data in ("mnist", "folder") and not self.data_path:
             raise ValueError(f"data={self.data!r} needs data_path (a .npy file or a folder of videos)")
-        if self.num_videos is not None and self.data not in ("disks", "camera"):
-            raise ValueError(f"num_videos applies to the generated data (disks, camera); data={self.data!r} has its "
+        if self.num_videos is not None and self.data not in ("disks", "digits", "camera"):
+            raise ValueError(f"num_videos applies to the generated data (disks, digits, camera); data={self.data!r} has its "
                              f"own videos")
         if (self.data == "camera") != (unet.camera is not None):
             raise ValueError(f"data='camera' and a camera-conditioned model go together (model 'camera', or "
@@ -119,10 +128,36 @@ class TrainConfig(Config):
         if self.size % unet.downsample:
             raise ValueError(f"size must be a multiple of {unet.downsample} for model {self.model!r} (patch and "
                              f"levels); got size={self.size}")
-        if self.data == "disks" and self.size <= self.digit_size:
-            raise ValueError(f"size must exceed digit_size; got size={self.size}, digit_size={self.digit_size}")
+        self._check_objects()
         if self.lr_decay == "time" and self.time_limit is None:
             raise ValueError("lr_decay='time' decays the learning rate over time_limit minutes: set time_limit")
+
+    def _check_objects(self) -> None:
+        """The fields of the generated bouncing-object data: object size, count and top speed."""
+        if self.data not in OBJECT_SIZES:
+            # 12 was every saved config's digit_size before it could be None: such configs still load
+            if self.objects != 1 or self.digit_size not in (None, OBJECT_SIZES["disks"]):
+                raise ValueError(f"objects and digit_size describe generated data (disks, digits); data={self.data!r} "
+                                 f"has its own videos: leave them at 1 and None; got objects={self.objects!r}, "
+                                 f"digit_size={self.digit_size!r}")
+            return
+        int_in("objects", self.objects, 1, 4 if self.data == "disks" else 3, note=f" ({self.data})")
+        if not is_number(self.max_speed) or self.max_speed != int(self.max_speed) or not 1 <= self.max_speed <= 4:
+            raise ValueError(f"max_speed must be a whole number of pixels per frame in [1, 4] for data={self.data!r}; "
+                             f"got {self.max_speed!r}")
+        if self.data == "digits" and self.digit_size not in (None, OBJECT_SIZES["digits"]):
+            raise ValueError(f"digit_size: data='digits' moves 16-px digits (8x8 handwriting upsampled 2x); leave "
+                             f"digit_size None; got {self.digit_size}")
+        if self.size <= self.object_size:
+            raise ValueError(f"size must exceed the objects' size; got size={self.size}, "
+                             f"{'digit_size' if self.data == 'disks' else 'digits of'} {self.object_size}")
+
+    @property
+    def object_size(self) -> int | None:
+        """The generated objects' side in pixels (``digit_size``, or the data's own), ``None`` for other data."""
+        if self.data not in OBJECT_SIZES:
+            return None
+        return self.digit_size if self.digit_size is not None else OBJECT_SIZES[self.data]
 
     def _check_next_frame(self, unet: VideoUNetConfig) -> None:
         """The fields of next-frame models (context_frames >= 1) and their motion heads go together."""
@@ -144,26 +179,55 @@ class TrainConfig(Config):
             raise ValueError("model_overrides known_frames=True makes a next-frame model: set context_frames >= 1 "
                              "(the frames it sees before the one it makes) instead")
 
+    def measured_fields(self) -> list[str]:
+        """The ``model_overrides`` set to ``"data"``: measured from the training data when a run starts
+        (:func:`spacetime.diffusion.train.resolve_measured`; the run's saved config holds the numbers)."""
+        return [name for name in MEASURED_FIELDS if self.model_overrides.get(name) == MEASURED]
+
     def unet_config(self) -> VideoUNetConfig:
+        """The model's config: the preset with ``model_overrides`` (measured ones must be resolved first)."""
+        return self._unet_config(stand_ins=False)
+
+    def _unet_config(self, stand_ins: bool) -> VideoUNetConfig:
         base = PRESETS[self.model].to_dict()
         unknown = sorted(set(self.model_overrides) - set(base))
         if unknown:
             raise ValueError(f"model_overrides has unknown fields {unknown}; known: {sorted(base)}")
+        overrides = dict(self.model_overrides)
+        measured = self.measured_fields()
+        if measured and not stand_ins:
+            raise ValueError(f"model_overrides {measured} = 'data' are measured from the training data when a run "
+                             f"starts: resolve them first (spacetime.diffusion.train.resolve_measured)")
+        if measured and self.data == "camera":
+            raise ValueError(f"model_overrides {measured} = 'data': measuring a motion head's reach and fill needs "
+                             f"videos of moving objects; give numbers for data='camera'")
+        overrides.update({name: MEASURED_FIELDS[name] for name in measured})  # validated with stand-ins
         extra = {"known_frames": True} if self.context_frames else {}
-        return VideoUNetConfig.from_dict({**base, **self.model_overrides, "in_channels": self.channels, **extra})
+        return VideoUNetConfig.from_dict({**base, **overrides, "in_channels": self.channels, **extra})
 
 
 #: the demo's recipe: sized to train, sample 32 videos and score them within 15 minutes on 2 CPU cores. A
 #: next-frame model (each frame made from the two before it) on 4x4 patches, 32 channels wide (twice the steps
 #: per minute of 64 on a slow machine), with a motion head (each pixel of the new frame a learned mix of the
-#: frame before it moved by up to 2 px, or drawn afresh) that predicts the clean frame; a moved copy shows black
-#: where it comes from outside the frame (motion_fill -1), so a disk leaving a wall leaves no smear. 3/8 of its
-#: training clips end at frame 1, where the motion is chosen, and half of them noise a blend of the frame and a
-#: copy of the one before (copy_blend), a quarter blend it (the larger part) with the one before moved by a random
-#: shift of the head's (move_blend); its learning rate decays over the 13 minutes (or 20000 steps on a fast
-#: machine); DDPM, not DDIM, samples it, with the head's choice sharpened (motion_temperature 0.7; docs/motion.md).
-DEMO_CONFIG = {"model": "patch4", "model_overrides": {"channels": [32, 32], "motion_head": 2, "motion_fill": -1.0},
+#: frame before it moved by up to the data's top speed, or drawn afresh) that predicts the clean frame; a moved
+#: copy shows the data's background where it comes from outside the frame, so an object leaving a wall leaves no
+#: smear. The head's reach and fill are measured from the training data when the run starts
+#: (spacetime.data.statistics; 2 px and -1 on text 004's disks). 3/8 of its training clips end at frame 1, where
+#: the motion is chosen, and half of them noise a blend of the frame and a copy of the one before (copy_blend), a
+#: quarter blend it (the larger part) with the one before moved by a random shift of the head's (move_blend); its
+#: learning rate decays over the 13 minutes (or 20000 steps on a fast machine); DDPM, not DDIM, samples it, with
+#: the head's choice sharpened (motion_temperature 0.7; docs/motion.md).
+DEMO_CONFIG = {"model": "patch4", "model_overrides": {"channels": [32, 32], "motion_head": MEASURED,
+                                                     "motion_fill": MEASURED},
                "prediction": "sample",
                "context_frames": 2, "clip_ends": "first", "copy_blend": 0.5, "move_blend": 0.25, "steps": 20000,
                "batch_size": 16, "lr": 2e-3, "lr_decay": "time", "checkpoint_every": 500, "time_limit": 13.0,
                "sampler": "ddpm", "sample_steps": 50, "motion_temperature": 0.7, "num_samples": 32}
+
+#: harder data for the same recipe (``spacetime demo --preset NAME``): only the data and the time budget change;
+#: the motion head's reach and fill follow the data (measured when the run starts)
+DEMO_PRESETS = {
+    "disks": {},
+    "two-disks": {"objects": 2, "max_speed": 3.0, "time_limit": 27.0},
+    "digits": {"data": "digits", "time_limit": 27.0},
+}

@@ -1,4 +1,5 @@
-"""Scoring samples: physical plausibility of bouncing-disk videos, and how well a camera model follows its path.
+"""Scoring samples: plausibility and diversity of bouncing disks and moving digits, and how well a camera model
+follows its path.
 
 Each scorer reads a ``.npy`` of videos (or a sample folder holding ``samples.npy``), writes a JSON
 report beside it (or where asked) and returns the report; the ``format_*`` functions turn a report
@@ -16,11 +17,14 @@ import numpy as np
 import torch
 
 from ..data.camera_pan import positions_from_cameras
-from ..data.plausibility import DiskDetector, score_videos
+from ..data.digits import DIGIT_SIZE, create_digit_dataset
+from ..data.diversity import diversity_report, format_diversity
+from ..data.plausibility import DiskDetector, count_law, score_videos
 from ..io.files import atomic_write_text
 from ..ops.motion import camera_translation
+from .digit_judge import DigitJudge
 
-__all__ = ["evaluate_videos", "evaluate_camera", "format_report", "format_camera_report"]
+__all__ = ["evaluate_videos", "evaluate_digits", "evaluate_camera", "data_settings", "load_videos", "format_report", "format_camera_report"]
 
 
 def _videos_file(path) -> Path:
@@ -33,9 +37,17 @@ def _write_report(report: dict, target: Path) -> dict:
     return {**report, "report_path": str(target)}
 
 
-def evaluate_videos(videos_path, out_json=None, digit_size: int = 12, tol: float = 0.5) -> dict:
-    """Plausibility of ``(N, T, H, W)`` or ``(N, 1, T, H, W)`` bouncing-disk videos in [0, 1]
-    (:mod:`spacetime.data.plausibility`); the report goes to ``out_json`` or ``eval.json`` beside them."""
+def data_settings(videos_path) -> dict:
+    """The training data's settings that scoring needs (``data``, ``digit_size``, ``objects``, ``max_speed``), as
+    ``spacetime sample`` recorded them in ``sample_config.json`` beside the videos; ``{}`` when there is none."""
+    path = _videos_file(videos_path).parent / "sample_config.json"
+    if not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text()).get("data", {}))
+
+
+def load_videos(videos_path) -> tuple[Path, np.ndarray]:
+    """``(path, videos)`` of a ``.npy`` of ``(N, T, H, W)`` or ``(N, 1, T, H, W)`` videos (or a sample folder's)."""
     path = _videos_file(videos_path)
     if not path.is_file():
         raise FileNotFoundError(f"videos {path}: not found (give a .npy of (N, 1, T, H, W) videos or a sample folder)")
@@ -45,8 +57,45 @@ def evaluate_videos(videos_path, out_json=None, digit_size: int = 12, tol: float
         raise ValueError(f"videos {path}: not a readable .npy array: {exc}") from None
     if videos.ndim not in (4, 5):
         raise ValueError(f"videos {path}: expected (N, T, H, W) or (N, 1, T, H, W); got shape {videos.shape}")
-    report = score_videos(videos, DiskDetector(size=videos.shape[-1], digit_size=digit_size, tol=tol))
-    report.update({"videos": str(path), "digit_size": digit_size, "tol": tol})
+    return path, videos
+
+
+def evaluate_videos(videos_path, out_json=None, *, digit_size: int = 12, objects: int = 1, max_speed: int = 2,
+                    tol: float | None = None) -> dict:
+    """Plausibility and diversity of ``(N, T, H, W)`` or ``(N, 1, T, H, W)`` bouncing-disk videos in [0, 1] against
+    the law of data with ``objects`` disks of ``digit_size`` px at up to ``max_speed`` px/frame
+    (:mod:`spacetime.data.plausibility`, :mod:`spacetime.data.diversity`); the report goes to ``out_json`` or
+    ``eval.json`` beside them. ``tol``: the pixels per frame that may differ from the fitted disks, as a fraction of
+    one disk's area (default 0.15)."""
+    path, videos = load_videos(videos_path)
+    tol = 0.15 if tol is None else tol
+    detector = DiskDetector(size=videos.shape[-1], digit_size=digit_size, objects=objects, max_speed=max_speed, tol=tol)
+    report = score_videos(videos, detector)
+    law = count_law(detector, videos.shape[-3])
+    report["diversity"] = diversity_report(report["verdicts"], size=videos.shape[-1], digit_size=digit_size,
+                                           max_speed=max_speed, count_law=law)
+    report.update({"videos": str(path), "data": "disks", "digit_size": digit_size, "objects": objects,
+                   "max_speed": max_speed, "tol": tol})
+    return _write_report(report, Path(out_json) if out_json else path.parent / "eval.json")
+
+
+def evaluate_digits(videos_path, out_json=None, *, digit_size: int = DIGIT_SIZE, objects: int = 1, max_speed: int = 2,
+                    tol: float | None = None, judge: DigitJudge | None = None) -> dict:
+    """Plausibility, identity, diversity and the Frechet distance of moving-digit videos (:mod:`.digit_judge`, its
+    networks trained once and cached); the report goes to ``out_json`` or ``eval.json`` beside them."""
+    if digit_size != DIGIT_SIZE:
+        raise ValueError(f"digit_size: moving digits are {DIGIT_SIZE} px; got {digit_size}")
+    if tol is not None:
+        raise ValueError(f"tol applies to disks; the digit judge keeps its own tolerances (got tol={tol})")
+    path, videos = load_videos(videos_path)
+    videos = videos[:, None] if videos.ndim == 4 else videos
+    judge = judge if judge is not None else DigitJudge.load_or_train()
+    n, _, t, size = videos.shape[:4]
+    reference, _ = create_digit_dataset(n, t, size, objects=objects, max_speed=max_speed, seed=0, split="train")
+    report = judge.score(videos, objects, max_speed, reference=reference)
+    report["diversity"] = diversity_report(report["verdicts"], size=size, digit_size=DIGIT_SIZE, max_speed=max_speed)
+    report.update({"videos": str(path), "data": "digits", "digit_size": DIGIT_SIZE, "objects": objects,
+                   "max_speed": max_speed})
     return _write_report(report, Path(out_json) if out_json else path.parent / "eval.json")
 
 
@@ -75,15 +124,27 @@ def evaluate_camera(videos_path, cameras_path=None, out_json=None) -> dict:
 
 
 def format_report(report: dict) -> str:
-    """The plausible share, and the five commonest reasons for failing (numbers and frames left out)."""
+    """The plausible share, the five commonest reasons for failing (numbers and frames left out), and diversity
+    (digits: identity, motion and the Frechet distance beside the data's)."""
     n = report["num_videos"]
     k = round(report["plausible_fraction"] * n)
-    lines = [f"plausible: {k}/{n} = {report['plausible_fraction']:.1%} "
-             f"(frames with one training-size disk: {report['one_disk_frame_fraction']:.1%})"]
-    # group the reasons: "frame 3: no disk" -> "no disk", "x: jump of +5.0 px at frame 4" -> "x: jump of N px"
-    reasons = Counter(re.sub(r"[-+]?\d+(\.\d+)?", "N", re.sub(r"^frame \d+: ", "", v["reason"]).split(" at frame")[0])
+    if report.get("data") == "digits":
+        acc = report["classifier_accuracy"]
+        lines = [f"plausible (bouncing motion and one legible identity per digit): {k}/{n} = "
+                 f"{report['plausible_fraction']:.1%} (motion {report['motion_fraction']:.1%}, identity "
+                 f"{report['identity_fraction']:.1%}; the classifier: {acc['heldout_images']:.1%} of held-out digits, "
+                 f"{acc['heldout_frames']:.1%} in held-out videos)",
+                 f"Frechet distance to the training data: {report['frechet']:.2f} (held-out data at this count: "
+                 f"{report['frechet_data']:.2f})"]
+    else:
+        lines = [f"plausible: {k}/{n} = {report['plausible_fraction']:.1%} "
+                 f"(frames that alone hold the data's objects: {report['one_disk_frame_fraction']:.1%})"]
+    # group the reasons: "frame 3: not the training disks (12 px differ ...)" -> "not the training disks (N px ...)"
+    reasons = Counter(re.sub(r"[-+]?\d+(\.\d+)?", "N", re.sub(r"^frame \d+: ", "", v["reason"]))
                       for v in report["verdicts"] if not v["plausible"])
     lines += [f"  {count:3d} x {reason}" for reason, count in reasons.most_common(5)]
+    if "diversity" in report:
+        lines += format_diversity(report["diversity"])
     lines.append(f"report: {report['report_path']}")
     return "\n".join(lines)
 

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..checks import int_in, number_in, positive_int
+from ..checks import int_at_least, int_in, number_in, positive_int
 from ..data.camera_pan import camera_path, cameras_from_positions, positions_from_cameras, reverse_positions
 from ..io.checkpoint import CheckpointError, latest_checkpoint, step_checkpoints
 from ..io.files import atomic_write_npy, atomic_write_text
-from ..io.video import write_gif, write_grid_png, write_mp4
+from ..io.video import read_frames, write_gif, write_grid_png, write_mp4
 from ..parallel.modules import is_parallel, parallelize
 from ..parallel.shard import Sharding, gather_video, shard_video
 from ..training import process_group, progress_bar, run_processes
@@ -28,7 +28,7 @@ from .config import TrainConfig
 from .schedules import make_scheduler, predicted_x0
 from .train import load_model
 
-__all__ = ["sample_videos", "save_samples", "sample_checkpoint", "sample_processes"]
+__all__ = ["sample_videos", "save_samples", "sample_checkpoint", "sample_processes", "load_given"]
 
 
 @torch.no_grad()
@@ -282,18 +282,26 @@ def _camera_request(spec, frames: int, num: int, speed: float, reverse: bool) ->
 
 def sample_checkpoint(checkpoint, out=None, *, num=None, sampler=None, steps=None, seed=0, weights="ema",
                       batch_size=32, progress=None, camera_path=None, camera_speed=1.0, reverse_camera=False,
-                      guidance=None, guide=None, motion_temperature=None, group=None) -> dict:
+                      guidance=None, guide=None, motion_temperature=None, frames=None, given=None,
+                      group=None) -> dict:
     """Sample a checkpoint the way its run's config says (what ``spacetime sample`` does); arguments left
     ``None`` take the run's values. Returns ``{"videos": (N, C, T, H, W) in [0, 1], "paths", "config"}``: with
     ``out``, the videos, grid, array and ``sample_config.json`` are written there (``paths``); without, nothing
     is written and ``paths`` is empty. ``group``: sequence parallelism (:func:`sample_videos`); its first
-    process writes."""
+    process writes.
+
+    A next-frame model rolls out to any ``frames`` (its training length by default), and continues ``given``
+    leading frames (``(C, k, H, W)`` for every video or ``(N, C, k, H, W)``, in [0, 1], or a file that
+    :func:`load_given` reads); the videos returned start with them."""
     path, _ = latest_checkpoint(checkpoint)
     model, meta = load_model(path, which=weights)
     tc = TrainConfig.from_dict(meta["train_config"])
+    frames = _rollout_frames(frames, tc)
+    if given is not None and not isinstance(given, Tensor):
+        given = load_given(given, tc.channels, tc.size)
     resolved = {"checkpoint": str(path), "weights": weights, "num": num or tc.num_samples,
                 "sampler": sampler or tc.sampler, "steps": steps or tc.sample_steps, "seed": seed,
-                "shape": [tc.channels, tc.frames, tc.size, tc.size], "timesteps": tc.timesteps,
+                "shape": [tc.channels, frames, tc.size, tc.size], "timesteps": tc.timesteps,
                 "schedule": tc.schedule, "prediction": tc.prediction, "noise_shift": tc.noise_shift,
                 "context_frames": tc.context_frames,
                 "guidance": tc.guidance if guidance is None else guidance,
@@ -318,13 +326,33 @@ def sample_checkpoint(checkpoint, out=None, *, num=None, sampler=None, steps=Non
                            prediction=tc.prediction, shift=tc.noise_shift, seed=seed, batch_size=batch_size,
                            cameras=cameras, context=tc.context_frames, guide=guide_model,
                            guidance=resolved["guidance"], motion_temperature=resolved["motion_temperature"],
-                           progress=progress, group=group)
+                           given=given, progress=progress, group=group)
     resolved["seconds"] = round(time.perf_counter() - start, 2)
+    resolved["given_frames"] = 0 if given is None else int(given.shape[-3])
+    resolved["data"] = {"data": tc.data, "frames": tc.frames, "size": tc.size, "digit_size": tc.object_size,
+                        "objects": tc.objects, "max_speed": tc.max_speed}
     if group is not None:
         resolved["sp"] = torch.distributed.get_world_size(group)
     if out is None or (group is not None and torch.distributed.get_rank(group) != 0):  # one process writes
         return {"videos": videos, "paths": {}, "config": resolved}
     return {"videos": videos, "paths": _write_samples(videos, cameras, Path(out), resolved, meta), "config": resolved}
+
+
+def _rollout_frames(frames: int | None, tc: TrainConfig) -> int:
+    """The frames to sample: the run's by default; another count only for a next-frame model (which makes each
+    frame from the ``context_frames`` before it, so it rolls out to any length)."""
+    if frames is None or frames == tc.frames:
+        return tc.frames
+    int_at_least("frames", frames, tc.context_frames + 1, note=f" (context_frames={tc.context_frames} + 1)")
+    if not tc.context_frames:
+        raise ValueError(f"frames={frames}: this whole-video model makes clips of its trained {tc.frames} frames; "
+                         f"only a next-frame model (context_frames >= 1) rolls out to other lengths")
+    return frames
+
+
+def load_given(path, channels: int, size: int) -> Tensor:
+    """Leading frames for :func:`sample_checkpoint`'s ``given`` from a file (:func:`~spacetime.io.video.read_frames`)."""
+    return torch.from_numpy(read_frames(path, channels, size, name="given"))
 
 
 def _write_samples(videos: Tensor, cameras: Tensor | None, out: Path, resolved: dict, meta: dict) -> dict:

@@ -31,7 +31,9 @@ from torch.utils.data import Dataset, DistributedSampler
 from ..checks import one_of, positive_int
 from ..data.bouncing import BouncingDisks
 from ..data.camera_pan import CameraPans
+from ..data.digits import MovingDigits
 from ..data.moving_mnist import MovingMNIST
+from ..data.statistics import measure_motion
 from ..data.video_folder import VideoFolder
 from ..io.checkpoint import save_step_checkpoint
 from ..models.video_unet import VideoUNet
@@ -58,7 +60,8 @@ from .config import TrainConfig
 from .objective import diffusion_loss
 from .schedules import make_scheduler
 
-__all__ = ["train", "train_processes", "make_dataset", "load_model", "learning_rate", "WEIGHTS_KIND", "STATE_KIND"]
+__all__ = ["train", "train_processes", "make_dataset", "resolve_measured", "load_model", "learning_rate", "WEIGHTS_KIND",
+           "STATE_KIND"]
 
 WEIGHTS_KIND = "video_diffusion"
 STATE_KIND = "video_diffusion_train_state"
@@ -69,13 +72,31 @@ def make_dataset(cfg: TrainConfig) -> Dataset:
     """The training videos the config names, items ``(C, T, H, W)`` in [0, 1] (camera data: ``(video, cameras)``)."""
     length = {} if cfg.num_videos is None else {"length": cfg.num_videos}
     if cfg.data == "disks":
-        return BouncingDisks(num_frames=cfg.frames, size=cfg.size, digit_size=cfg.digit_size, seed=cfg.seed, **length)
+        return BouncingDisks(num_frames=cfg.frames, size=cfg.size, digit_size=cfg.object_size, seed=cfg.seed,
+                             objects=cfg.objects, max_speed=int(cfg.max_speed), **length)
+    if cfg.data == "digits":
+        return MovingDigits(num_frames=cfg.frames, size=cfg.size, objects=cfg.objects, max_speed=int(cfg.max_speed),
+                            seed=cfg.seed, split="train", **length)
     if cfg.data == "camera":
         return CameraPans(num_frames=cfg.frames, size=cfg.size, channels=cfg.channels, max_speed=cfg.max_speed,
                           seed=cfg.seed, **length)
     if cfg.data == "mnist":
         return MovingMNIST(cfg.data_path, num_frames=cfg.frames, size=cfg.size)
     return VideoFolder(cfg.data_path, num_frames=cfg.frames, size=cfg.size, grayscale=cfg.channels == 1)
+
+
+def resolve_measured(cfg: TrainConfig, *, verbose: bool = False) -> tuple[TrainConfig, dict | None]:
+    """``cfg`` with its ``model_overrides`` of ``"data"`` (a motion head's reach and fill) measured from its
+    training data (:func:`~spacetime.data.statistics.measure_motion`), and the measurement (``None`` when nothing
+    is measured). The same data gives the same numbers, so a resumed run resolves as it started."""
+    fields = cfg.measured_fields()
+    if not fields:
+        return cfg, None
+    stats = measure_motion(make_dataset(cfg), seed=cfg.seed)
+    if verbose:
+        print(stats.describe(), flush=True)
+    values = {"motion_head": stats["reach"], "motion_fill": stats["fill"]}
+    return cfg.replace(model_overrides={**cfg.model_overrides, **{k: values[k] for k in fields}}), dict(stats)
 
 
 def load_model(path, which: str = "ema") -> tuple[VideoUNet, dict]:
@@ -230,6 +251,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None
     out_dir = Path(out_dir)
     positive_int("sp", sp)
     with process_group() as (rank, world):
+        cfg, _ = resolve_measured(cfg, verbose=rank == 0 and progress is not False)
         split = BatchSplit.create(sp) if sp > 1 else None
         run = _setup(cfg, rank, world, split)
         if resume:

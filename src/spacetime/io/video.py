@@ -13,7 +13,8 @@ import numpy as np
 
 from .files import atomic_write_bytes, save_figure
 
-__all__ = ["VIDEO_SUFFIXES", "read_video", "to_uint8", "write_gif", "write_mp4", "write_grid_png", "read_gif"]
+__all__ = ["VIDEO_SUFFIXES", "read_video", "to_uint8", "write_gif", "write_mp4", "write_grid_png", "read_gif",
+           "read_frames"]
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".mkv", ".mov", ".avi", ".m4v")
 
@@ -70,6 +71,32 @@ def read_gif(path) -> np.ndarray:
     if np.array_equal(frames[..., 0], frames[..., 1]) and np.array_equal(frames[..., 1], frames[..., 2]):
         return frames[..., 0]
     return frames
+
+
+def read_frames(path, channels: int, size: int, name: str = "frames") -> np.ndarray:
+    """Frames from a ``.npy`` (``(k, H, W)``, ``(C, k, H, W)`` or ``(N, C, k, H, W)``, floats in [0, 1] or uint8) or
+    a video file (decoded and resized to ``size``; an RGB GIF read as gray by luminance when ``channels == 1``):
+    float32 in [0, 1] scale, a ``.npy``'s leading axes kept, ``(C, k, H, W)`` from a video. ``name`` names the
+    argument in errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} {path}: not found (a .npy of frames or a video file)")
+    if path.suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"{name} {path}: not a readable .npy array: {exc}") from None
+        array = array[None] if array.ndim == 3 else array  # (k, H, W) -> (C=1, k, H, W)
+    else:
+        frames = read_gif(path) if path.suffix.lower() == ".gif" else read_video(path, size, grayscale=channels == 1)
+        if frames.ndim == 4 and channels == 1:  # RGB: luminance
+            frames = frames @ np.array([0.299, 0.587, 0.114])
+        array = frames[None] if frames.ndim == 3 else np.moveaxis(frames, -1, 0)  # (C, k, H, W)
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{name} {path}: expected numbers; got dtype {array.dtype}")
+    if array.dtype == np.uint8:
+        array = array / 255.0
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def write_gif(path, frames, fps: float = 8.0) -> Path:
