@@ -17,14 +17,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..checks import int_in, positive_int
 from ..data.bouncing import speeds
@@ -32,6 +30,7 @@ from ..data.digits import (DIGIT_SIZE, FAINT, MAX_DIGITS, DigitTrack, MovingDigi
                            create_digit_dataset, digit_crops, fit_digit_tracks, load_digit_images, render_digits,
                            unoccluded_crops)
 from ..io import CheckpointError, load_weights, save_weights
+from ..training import optimizer_step, progress_bar
 
 __all__ = ["DigitClassifier", "train_digit_classifier", "classifier_accuracy", "VideoFeatures",
            "train_video_features", "frechet_distance", "DigitTrack", "fit_digit_tracks", "judge_digit_video",
@@ -48,14 +47,12 @@ def _train(model: nn.Module, steps: int, batch, loss_fn, *, lr: float, progress,
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     model.train()
-    show = sys.stderr.isatty() if progress is None else bool(progress)
-    for step in tqdm(range(steps), desc=desc, unit="step", disable=not show, leave=False):
-        x, y = batch(step)
-        loss = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    with progress_bar(steps, 0, desc, progress) as bar:
+        for step in range(steps):
+            x, y = batch(step)
+            optimizer_step(opt, loss_fn(model(x), y))
+            sched.step()
+            bar.update(1)
     return model.eval()
 
 
