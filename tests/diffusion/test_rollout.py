@@ -117,9 +117,15 @@ def test_eval_of_moving_digits_reports_identity_frechet_and_diversity(tmp_path, 
     assert report["classifier_accuracy"]["heldout_images"] >= 0.95
     assert report["frechet"] >= 0 and report["frechet_data"] >= 0
     assert report["diversity"]["statistics"]["first_move"]["num_cells"] == 36
+    assert set(report["diversity"]["statistics"]) == {"first_move", "start", "class"} and report["diversity"]["ok"]
     out = capsys.readouterr().out
     assert "Frechet distance to the training data" in out and "first_move" in out
     assert list((tmp_path / "cache" / "digit_judge").glob("*.safetensors"))  # cached for the next eval
+    from spacetime.diffusion.evaluate import evaluate_digits
     with pytest.raises(ValueError, match="tol applies to disks"):
-        from spacetime.diffusion.evaluate import evaluate_digits
         evaluate_digits(tmp_path / "digits", tol=0.1)
+    videos = np.load(tmp_path / "digits" / "samples.npy")
+    np.save(tmp_path / "collapsed.npy", np.repeat(videos[:1], 32, axis=0))  # one video, 32 times
+    collapsed = evaluate_digits(tmp_path / "collapsed.npy", objects=2, max_speed=3)["diversity"]
+    assert not collapsed["ok"] and not collapsed["statistics"]["class"]["ok"]
+    assert not collapsed["statistics"]["first_move"]["ok"]

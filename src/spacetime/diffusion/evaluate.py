@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..data.camera_pan import positions_from_cameras
-from ..data.digits import DIGIT_SIZE, create_digit_dataset
-from ..data.diversity import diversity_report, format_diversity
+from ..data.digits import DIGIT_SIZE, create_digit_dataset, load_digit_images
+from ..data.diversity import compare, diversity_report, format_diversity
 from ..data.plausibility import DiskDetector, count_law, score_videos
 from ..io.files import atomic_write_text
 from ..ops.motion import camera_translation
@@ -94,9 +95,20 @@ def evaluate_digits(videos_path, out_json=None, *, digit_size: int = DIGIT_SIZE,
     reference, _ = create_digit_dataset(n, t, size, objects=objects, max_speed=max_speed, seed=0, split="train")
     report = judge.score(videos, objects, max_speed, reference=reference)
     report["diversity"] = diversity_report(report["verdicts"], size=size, digit_size=DIGIT_SIZE, max_speed=max_speed)
+    report["diversity"] = _with_classes(report["diversity"], report["verdicts"])
     report.update({"videos": str(path), "data": "digits", "digit_size": DIGIT_SIZE, "objects": objects,
                    "max_speed": max_speed})
     return _write_report(report, Path(out_json) if out_json else path.parent / "eval.json")
+
+
+def _with_classes(diversity: dict, verdicts: list[dict]) -> dict:
+    """``diversity`` with the ``class`` statistic: each digit's commonest class over its frames, against the shares
+    of the classes among the training digits."""
+    _, labels = load_digit_images("train")
+    named = [np.bincount(classes, minlength=10).argmax() for v in verdicts for classes in v["classes"]]
+    stat = compare("class", named, np.bincount(labels, minlength=10) / len(labels))
+    statistics = {**diversity["statistics"], "class": asdict(stat)}
+    return {"ok": diversity["ok"] and stat.ok, "statistics": statistics}
 
 
 def evaluate_camera(videos_path, cameras_path=None, out_json=None) -> dict:
