@@ -1,8 +1,8 @@
-"""Plausibility of a `spacetime demo` run against its training minutes, from the checkpoints it kept.
+"""Plausibility and diversity of a `spacetime demo` run against its training minutes, from the checkpoints it kept.
 
 Every ``--every``-th checkpoint of the run (and its last) is sampled as the demo samples (its own
 sampler, steps, motion temperature and seed; 32 videos) and scored by ``spacetime eval``'s
-detector; the minutes are the run's training clock at that step (``train/log.csv``), on the
+scorers against the run's data (plausibility, and the first moves' distance to the data's law); the minutes are the run's training clock at that step (``train/log.csv``), on the
 machine whose fp32 matmul rate the run recorded in ``demo.json`` (the ``matmul_gflops`` column;
 empty for runs older than that file). Writes ``<name>.csv`` and ``<name>.png`` to ``--out``
 (default ``benchmarks/motion/demo_runs``).
@@ -25,17 +25,24 @@ HERE = Path(__file__).resolve().parent
 
 
 def score(path: str, seed: int) -> dict:
-    """Sample one checkpoint as ``spacetime sample`` does (its run's settings) and score the videos."""
+    """Sample one checkpoint as ``spacetime sample`` does (its run's settings) and score the videos against the
+    run's data, as ``spacetime eval`` does: plausibility and the first moves' distance to the data's law."""
+    import tempfile
+
     import torch
 
-    from spacetime.data.plausibility import score_videos
+    from spacetime.diffusion.evaluate import evaluate_digits, evaluate_videos
     from spacetime.diffusion.sample import sample_checkpoint
 
     torch.set_num_threads(1)
-    made = sample_checkpoint(path, seed=seed, progress=False)
-    result = score_videos(made["videos"].numpy())
-    return {"step": int(Path(path).stem.split("-")[1]), "plausible": result["plausible_fraction"],
-            "one_disk_frames": result["one_disk_frame_fraction"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = sample_checkpoint(path, tmp, seed=seed, progress=False)["config"]["data"]
+        evaluate = evaluate_digits if data["data"] == "digits" else evaluate_videos
+        report = evaluate(Path(tmp) / "samples.npy", digit_size=data["digit_size"], objects=data["objects"],
+                          max_speed=int(data["max_speed"]))
+    moves = report["diversity"]["statistics"]["first_move"]
+    return {"step": int(Path(path).stem.split("-")[1]), "plausible": report["plausible_fraction"],
+            "first_move_tv": round(moves["distance"], 4), "first_move_data_p99": round(moves["data_p99"], 4)}
 
 
 def main(argv=None) -> int:
@@ -66,11 +73,13 @@ def main(argv=None) -> int:
     for r in rows:  # the training clock at the logged step nearest to the checkpoint's
         nearest = min(clock, key=lambda s: abs(s - r["step"]))
         r["minutes"], r["matmul_gflops"] = round(clock[nearest] / 60, 2), rate
-        print(f"step {r['step']:>6}  {r['minutes']:6.2f} min  plausible {r['plausible']:.3f}", flush=True)
+        print(f"step {r['step']:>6}  {r['minutes']:6.2f} min  plausible {r['plausible']:.3f}  first moves "
+              f"{r['first_move_tv']:.3f} (data {r['first_move_data_p99']:.3f})", flush=True)
     name = args.name or args.run.name
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / f"{name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "minutes", "plausible", "one_disk_frames", "matmul_gflops"])
+        writer = csv.DictWriter(f, fieldnames=["step", "minutes", "plausible", "first_move_tv", "first_move_data_p99",
+                                               "matmul_gflops"])
         writer.writeheader()
         writer.writerows(rows)
     import matplotlib
@@ -81,11 +90,16 @@ def main(argv=None) -> int:
     from spacetime.io.files import save_figure
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot([r["minutes"] for r in rows], [r["plausible"] for r in rows], "-o", ms=4, label=name)
+    minutes = [r["minutes"] for r in rows]
+    ax.plot(minutes, [r["plausible"] for r in rows], "-o", ms=4, label=f"{name}: plausible fraction")
+    ax.plot(minutes, [r["first_move_tv"] for r in rows], "-s", ms=4, color="C1",
+            label="first moves: total variation to the data's law")
+    ax.plot(minutes, [r["first_move_data_p99"] for r in rows], ":", color="C1",
+            label="the data's own (99th percentile, same count)")
     ax.axhline(0.9, color="grey", lw=0.8, ls=":", label="the 90% target")
-    ax.set_xlabel("training minutes (2 processes, one per core)"), ax.set_ylabel("plausible fraction of 32 videos")
-    ax.set_ylim(-0.03, 1.03), ax.grid(alpha=0.3), ax.legend(fontsize=8)
-    ax.set_title(f"spacetime demo ({name}): plausible samples vs training time", fontsize=10)
+    ax.set_xlabel("training minutes (2 processes, one per core)"), ax.set_ylabel("fraction of 32 videos / distance")
+    ax.set_ylim(-0.03, 1.03), ax.grid(alpha=0.3), ax.legend(fontsize=7)
+    ax.set_title(f"spacetime demo ({name}): plausibility and diversity vs training time", fontsize=10)
     fig.tight_layout()
     print(f"wrote {save_figure(fig, args.out / f'{name}.png')} and {args.out / f'{name}.csv'}")
     return 0
