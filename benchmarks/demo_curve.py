@@ -2,7 +2,8 @@
 
 Every ``--every``-th checkpoint of the run (and its last) is sampled as the demo samples (its own
 sampler, steps, motion temperature and seed; 32 videos) and scored by ``spacetime eval``'s
-scorers against the run's data (plausibility, and the first moves' distance to the data's law); the minutes are the run's training clock at that step (``train/log.csv``), on the
+scorers against the run's data (plausibility, and the first moves' distance to the data's law); the
+minutes are the run's training clock at that step (``train/log.csv``), on the
 machine whose fp32 matmul rate the run recorded in ``demo.json`` (the ``matmul_gflops`` column;
 empty for runs older than that file). Writes ``<name>.csv`` and ``<name>.png`` to ``--out``
 (default ``benchmarks/motion/demo_runs``).
@@ -31,15 +32,14 @@ def score(path: str, seed: int) -> dict:
 
     import torch
 
-    from spacetime.diffusion.evaluate import evaluate_digits, evaluate_videos
+    from spacetime.diffusion.evaluate import evaluate_samples
     from spacetime.diffusion.sample import sample_checkpoint
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         data = sample_checkpoint(path, tmp, seed=seed, progress=False)["config"]["data"]
-        evaluate = evaluate_digits if data["data"] == "digits" else evaluate_videos
-        report = evaluate(Path(tmp) / "samples.npy", digit_size=data["digit_size"], objects=data["objects"],
-                          max_speed=int(data["max_speed"]))
+        report = evaluate_samples(Path(tmp) / "samples.npy", data=data["data"], digit_size=data["digit_size"],
+                                  objects=data["objects"], max_speed=int(data["max_speed"]))
     moves = report["diversity"]["statistics"]["first_move"]
     return {"step": int(Path(path).stem.split("-")[1]), "plausible": report["plausible_fraction"],
             "first_move_tv": round(moves["distance"], 4), "first_move_data_p99": round(moves["data_p99"], 4)}

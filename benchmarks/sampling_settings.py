@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from spacetime.diffusion.evaluate import evaluate_digits, evaluate_videos
+from spacetime.diffusion.evaluate import evaluate_samples
 from spacetime.diffusion.sample import sample_checkpoint
 from spacetime.measure import matmul_rate
 
@@ -35,9 +35,8 @@ def score(run: Path, temperature: float, num: int, seed: int, out: Path) -> dict
     """Sample ``num`` videos of ``run`` at ``temperature`` and score them against the run's data."""
     result = sample_checkpoint(run, out, num=num, seed=seed, motion_temperature=temperature, progress=False)
     data = result["config"]["data"]
-    evaluate = evaluate_digits if data["data"] == "digits" else evaluate_videos
-    report = evaluate(out / "samples.npy", digit_size=data["digit_size"], objects=data["objects"],
-                      max_speed=int(data["max_speed"]))
+    report = evaluate_samples(out / "samples.npy", data=data["data"], digit_size=data["digit_size"],
+                              objects=data["objects"], max_speed=int(data["max_speed"]))
     stats = report["diversity"]["statistics"]
     row = {"setting": f"motion_temperature {temperature:g}", "num": num,
            "plausible": round(report["plausible_fraction"], 4), "diverse": report["diversity"]["ok"],
@@ -72,10 +71,12 @@ def main(argv=None) -> int:
     lines = [f"# Sampling settings of {name}", "", f"`python benchmarks/sampling_settings.py {' '.join(sys.argv[1:])}` "
              f"(fp32 matmul {rate:.0f} GFLOP/s). Total variation to the data's law; beside it the data's own 99th "
              f"percentile at the same count (a set is diverse when every distance is at most that).", "",
-             "| setting | plausible | first move (cells) | start | count | diverse | sampling |", "|---|---|---|---|---|---|---|"]
+             "| setting | plausible | first move (cells) | start | count | diverse | sampling |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         count = f"{r['count_tv']:.3f} / {r['count_data_p99']:.3f}" if "count_tv" in r else "-"
-        lines.append(f"| {r['setting']} | {r['plausible']:.1%} | {r['first_move_tv']:.3f} / {r['first_move_data_p99']:.3f} "
+        lines.append(f"| {r['setting']} | {r['plausible']:.1%} | "
+                     f"{r['first_move_tv']:.3f} / {r['first_move_data_p99']:.3f} "
                      f"({r['first_move_cells']}) | {r['start_tv']:.3f} / {r['start_data_p99']:.3f} | {count} | "
                      f"{'yes' if r['diverse'] else 'no'} | {r['sample_seconds']:.0f} s |")
     (args.out / f"sampling-{name}.md").write_text("\n".join(lines) + "\n")

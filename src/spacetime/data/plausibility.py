@@ -230,8 +230,9 @@ class DiskDetector:
         fitted = self.fit_paths(mask)
         paths = [(iy, ix) for iy, ix, _ in fitted[:self.objects]]
         positions = np.stack([np.stack([coords[ix], coords[iy]], -1) for iy, ix in paths], 1)  # (T, K, 2)
-        alone = sum(why == "ok" for _, why in self.locate_all(video))
-        verdict = dict(positions=positions, frames_with_disk=alone, count=self.count(fitted, t),
+        located = self.locate_all(video)  # each frame on its own
+        verdict = dict(positions=positions, frames_with_disk=sum(why == "ok" for _, why in located),
+                       count=self.count(fitted, t),
                        starts=np.array([[starts[ix], starts[iy]] for iy, ix in paths], dtype=np.int64),
                        velocities=np.array([[velocities[ix], velocities[iy]] for iy, ix in paths], dtype=np.int64))
         if self.objects > 1 and self.hidden(positions):
@@ -239,7 +240,7 @@ class DiskDetector:
                                        f"every frame)", **verdict)
         for k, fault in enumerate(self.frame_faults(video, mask, self.render(positions, t))):
             if fault:
-                alone_ok = self.locate_all(video[k:k + 1])[0][1] == "ok"
+                alone_ok = located[k][1] == "ok"
                 where = "the disks leave the data's bouncing paths" if alone_ok else "not the training disks"
                 return VideoVerdict(False, f"frame {k}: {where} ({fault})", **verdict)
         return VideoVerdict(True, "ok", **verdict)

@@ -8,9 +8,9 @@ that one recipe serves every data set (``model_overrides={"motion_head": "data",
 "data"}``, resolved when a run starts and saved as numbers in its config):
 
 - **reach**: for every pixel that changes between two frames, the smallest shift ``(dx, dy)`` of
-  the frame before that explains its 3x3 neighbourhood as well as any shift up to ``max_reach``
+  the frame before that explains its 5x5 neighbourhood as well as any shift up to ``max_reach``
   does (uniform regions are explained by small shifts, edges only by the true move), among the
-  5x5 neighbourhoods one shift explains (it leaves at most 2% of the error of no move: not where
+  neighbourhoods one shift explains (it leaves at most 2% of the error of no move: not where
   two objects moving apart meet); the reach is the largest ``max(|dx|, |dy|)`` needed by at least a
   tenth as many pixels as the commonest one. Where objects overlap, a shift can explain a
   neighbourhood by coincidence (0.3-2.4% of the pixels per reach level beyond the true top speed,
@@ -60,7 +60,7 @@ def _clips(dataset: Dataset, clips: int, seed: int) -> torch.Tensor:
 
 def _needed_reach(before: torch.Tensor, after: torch.Tensor, max_reach: int, fill: float) -> torch.Tensor:
     """Per changed pixel of ``after`` ``(N, H, W)``, the smallest ``max(|dx|, |dy|)`` of a shift of ``before`` (showing
-    ``fill`` where it comes from outside the frame) that explains its 3x3 neighbourhood as well as the best one."""
+    ``fill`` where it comes from outside the frame) that explains its 5x5 neighbourhood as well as the best one."""
     copies = shifted_copies(before, max_reach, fill)  # (N, K, H, W)
     error = F.avg_pool2d((copies - after[:, None]) ** 2, 5, stride=1, padding=2)  # local error per shift
     best = error.min(1, keepdim=True).values

@@ -29,7 +29,7 @@ from ..io.files import atomic_write_npy, atomic_write_text
 from ..measure import matmul_rate
 from ..models.video_unet import PRESETS
 from .config import CLIP_ENDS, DATA_KINDS, DEMO_CONFIG, DEMO_PRESETS, LR_DECAYS, OBJECT_SIZES, TrainConfig
-from .evaluate import data_settings, evaluate_camera, evaluate_digits, evaluate_videos, format_camera_report, format_report
+from .evaluate import data_settings, evaluate_camera, evaluate_samples, format_camera_report, format_report
 from .sample import sample_checkpoint, sample_processes
 from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
 from .train import resolve_measured, train_processes
@@ -194,16 +194,14 @@ def _training_videos(args, data: dict) -> str:
 def _run_eval(args) -> int:
     if not args.videos and not args.training_data:
         raise ValueError("give VIDEOS (a .npy or a sample folder) or --training-data N")
-    folder = Path(args.videos or ".") if Path(args.videos or ".").is_dir() else Path(args.videos or ".").parent
-    if args.cameras or (args.videos and (folder / "cameras.npy").is_file()):
+    folder = args.videos and (Path(args.videos) if Path(args.videos).is_dir() else Path(args.videos).parent)
+    if args.cameras or (folder and (folder / "cameras.npy").is_file()):
         print(format_camera_report(evaluate_camera(args.videos, args.cameras, args.report)))
         return 0
     data = _eval_data(args)
     if args.training_data:
         args.videos = _training_videos(args, data)
-    kind = data.pop("data")
-    evaluate = evaluate_digits if kind == "digits" else evaluate_videos
-    print(format_report(evaluate(args.videos, args.report, tol=args.tol, **data)))
+    print(format_report(evaluate_samples(args.videos, args.report, tol=args.tol, **data)))
     return 0
 
 
@@ -244,12 +242,12 @@ def _run_demo(args) -> int:
           f"final loss {summary['loss']:.4f}", flush=True)
     result = sample_checkpoint(out / "train", out / "samples", seed=cfg.seed, progress=_progress(args))
     print(f"[2/3] sampled {result['config']['num']} videos in {result['config']['seconds']:.0f} s", flush=True)
-    evaluate = evaluate_digits if cfg.data == "digits" else evaluate_videos
-    report = evaluate(out / "samples" / "samples.npy", digit_size=cfg.object_size, objects=cfg.objects,
-                      max_speed=int(cfg.max_speed))
+    report = evaluate_samples(out / "samples" / "samples.npy", data=cfg.data, digit_size=cfg.object_size,
+                              objects=cfg.objects, max_speed=int(cfg.max_speed))
     print("[3/3] plausibility of the samples:\n" + format_report(report))
     total = time.perf_counter() - start
-    record = {"command": "spacetime " + " ".join(sys.argv[1:]), "machine": machine, "procs": procs, "measured": measured,
+    record = {"command": "spacetime " + " ".join(sys.argv[1:]), "machine": machine, "procs": procs,
+              "measured": measured,
               "steps": summary["step"], "train_seconds": round(t_train, 1),
               "sample_seconds": result["config"]["seconds"], "wall_seconds": round(total, 1),
               "plausible_fraction": report["plausible_fraction"], "num_videos": report["num_videos"],

@@ -119,8 +119,8 @@ class TrainConfig(Config):
         if self.data in ("mnist", "folder") and not self.data_path:
             raise ValueError(f"data={self.data!r} needs data_path (a .npy file or a folder of videos)")
         if self.num_videos is not None and self.data not in ("disks", "digits", "camera"):
-            raise ValueError(f"num_videos applies to the generated data (disks, digits, camera); data={self.data!r} has its "
-                             f"own videos")
+            raise ValueError(f"num_videos applies to the generated data (disks, digits, camera); data={self.data!r} "
+                             f"has its own videos")
         if (self.data == "camera") != (unet.camera is not None):
             raise ValueError(f"data='camera' and a camera-conditioned model go together (model 'camera', or "
                              f"model_overrides {{'camera': 'world'|'plucker'}}); got data={self.data!r} with "

@@ -25,7 +25,8 @@ from ..io.files import atomic_write_text
 from ..ops.motion import camera_translation
 from .digit_judge import DigitJudge
 
-__all__ = ["evaluate_videos", "evaluate_digits", "evaluate_camera", "data_settings", "load_videos", "format_report", "format_camera_report"]
+__all__ = ["evaluate_samples", "evaluate_videos", "evaluate_digits", "evaluate_camera", "data_settings", "load_videos",
+           "format_report", "format_camera_report"]
 
 
 def _videos_file(path) -> Path:
@@ -99,6 +100,14 @@ def evaluate_digits(videos_path, out_json=None, *, digit_size: int = DIGIT_SIZE,
     report.update({"videos": str(path), "data": "digits", "digit_size": DIGIT_SIZE, "objects": objects,
                    "max_speed": max_speed})
     return _write_report(report, Path(out_json) if out_json else path.parent / "eval.json")
+
+
+def evaluate_samples(videos_path, out_json=None, *, data: str = "disks", **settings) -> dict:
+    """Score videos against their training data of kind ``data``: :func:`evaluate_digits` for ``"digits"``,
+    :func:`evaluate_videos` (disks) otherwise; ``settings`` are their keywords (``digit_size``, ``objects``,
+    ``max_speed``, ``tol``)."""
+    evaluate = evaluate_digits if data == "digits" else evaluate_videos
+    return evaluate(videos_path, out_json, **settings)
 
 
 def _with_classes(diversity: dict, verdicts: list[dict]) -> dict:

@@ -351,7 +351,8 @@ def _rollout_frames(frames: int | None, tc: TrainConfig) -> int:
 
 
 def load_given(path, channels: int, size: int) -> Tensor:
-    """Leading frames for :func:`sample_checkpoint`'s ``given`` from a file (:func:`~spacetime.io.video.read_frames`)."""
+    """Leading frames for :func:`sample_checkpoint`'s ``given`` from a file
+    (:func:`~spacetime.io.video.read_frames`)."""
     return torch.from_numpy(read_frames(path, channels, size, name="given"))
 
 

@@ -60,8 +60,8 @@ from .config import TrainConfig
 from .objective import diffusion_loss
 from .schedules import make_scheduler
 
-__all__ = ["train", "train_processes", "make_dataset", "resolve_measured", "load_model", "learning_rate", "WEIGHTS_KIND",
-           "STATE_KIND"]
+__all__ = ["train", "train_processes", "make_dataset", "resolve_measured", "load_model", "learning_rate",
+           "WEIGHTS_KIND", "STATE_KIND"]
 
 WEIGHTS_KIND = "video_diffusion"
 STATE_KIND = "video_diffusion_train_state"
