@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from spacetime.data.bouncing import BouncingDisks, create_dataset, create_moving_mnist_video, disk_stamp
+from spacetime.data.bouncing import (BouncingDisks, bounce_axis, create_dataset, create_moving_mnist_video, disk_stamp,
+                                     context_ceiling, frames_to_predict, speeds)
 
 
 def text_video(num_frames=16, size=32, digit_size=12):
@@ -72,7 +73,6 @@ def test_bouncing_disks_bad_arguments():
 
 @pytest.mark.parametrize("objects, max_speed", [(2, 3), (3, 4), (1, 1)])
 def test_more_objects_and_faster_motion_follow_the_same_law(objects, max_speed):
-    from spacetime.data.bouncing import bounce_axis, speeds
     ds = BouncingDisks(length=50, num_frames=10, objects=objects, max_speed=max_speed, seed=2)
     for i in range(50):
         pos = ds.positions(i)  # (T, K, 2)
@@ -108,3 +108,76 @@ def test_bad_objects_and_speeds_are_named():
         BouncingDisks(max_speed=0)
     with pytest.raises(ValueError, match=r"max_speed must be an int"):
         create_dataset(2, 4, 32, objects=1, max_speed=2.5)
+
+
+def _continues(positions: list[int], max_speed: int, limit: int) -> set[int]:
+    """Every next position of the law after ``positions`` (consecutive frames of one axis), by trying each start
+    and velocity plainly."""
+    k = len(positions)
+    found = set()
+    for start in range(limit + 1):
+        for v in speeds(max_speed):
+            path = [int(p) for p in bounce_axis(start, v, 40, limit)]
+            for t in range(40 - k):
+                if path[t:t + k] == positions:
+                    found.add(path[t + k])
+    return found
+
+
+def test_two_frames_do_not_determine_a_clamped_bounce_three_do():
+    # at 1 px/frame, (1, 0) goes on to 1; at 2 px/frame, 1 -> -1 is clamped to 0 and goes on to 2
+    assert _continues([1, 0], 2, 20) == {1, 2}
+    assert _continues([2, 1, 0], 2, 20) == {1} and _continues([3, 1, 0], 2, 20) == {2}
+    assert _continues([1, 0], 1, 20) == {1}
+    assert frames_to_predict(32, 12, 1) == 2
+    for max_speed in (2, 3, 4):
+        assert frames_to_predict(32, 12, max_speed) == 3
+    assert frames_to_predict(32, 16, 3) == 3  # the digits' frames
+
+
+def test_frames_to_predict_agrees_with_every_window():
+    limit, max_speed = 9, 3
+    k = frames_to_predict(limit + 6, 6, max_speed)
+    windows = {tuple(int(p) for p in bounce_axis(s, v, 30, limit)[t:t + k])
+               for s in range(limit + 1) for v in speeds(max_speed) for t in range(30 - k)}
+    assert all(len(_continues(list(w), max_speed, limit)) == 1 for w in windows)
+    shorter = {w[1:] for w in windows}
+    assert any(len(_continues(list(w), max_speed, limit)) > 1 for w in shorter)
+    with pytest.raises(ValueError, match="size must exceed digit_size; got size=6, digit_size=6"):
+        frames_to_predict(6, 6)
+
+
+def _ceiling_by_search(limit: int, max_speed: int, frames: int, context: int) -> float:
+    """context_ceiling for one axis, plainly: every video a perfect model can make, grown one frame at a time from
+    the data's first frames, with its probability; the share of them that some start and velocity explain."""
+    paths = [[int(p) for p in bounce_axis(s, v, frames, limit)] for s in range(limit) for v in speeds(max_speed)]
+    lawful = {tuple(p) for p in paths}
+
+    def next_positions(window):
+        found = [p[t] for p in paths for t in range(context, frames) if tuple(p[t - context:t]) == window]
+        return {x: found.count(x) / len(found) for x in set(found)}
+
+    videos = {}
+    for p in paths:
+        videos[tuple(p[:context])] = videos.get(tuple(p[:context]), 0) + 1 / len(paths)
+    for _ in range(context, frames):
+        grown = {}
+        for video, chance in videos.items():
+            for x, q in next_positions(video[-context:]).items():
+                grown[video + (x,)] = grown.get(video + (x,), 0) + chance * q
+        videos = grown
+    return sum(chance for video, chance in videos.items() if video in lawful)
+
+
+def test_context_ceiling_is_the_share_of_lawful_videos_a_perfect_model_makes():
+    one_axis = _ceiling_by_search(limit=5, max_speed=2, frames=6, context=2)
+    assert 0 < one_axis < 1
+    assert context_ceiling(11, 6, 2, 6, 2) == pytest.approx(one_axis**2)
+    assert context_ceiling(11, 6, 2, 6, 2, objects=2) == pytest.approx(one_axis**4)
+    assert context_ceiling(11, 6, 2, 6, 3) == pytest.approx(1.0)  # frames_to_predict's context
+    assert context_ceiling(11, 6, 1, 6, 2) == pytest.approx(1.0)
+    # the demo's data and context: about a quarter of the videos of even a perfect 2-frame model break the law
+    assert context_ceiling(32, 12, 2, 8, 2) == pytest.approx(0.7656, abs=1e-4)
+    assert context_ceiling(32, 12, 2, 24, 2) < context_ceiling(32, 12, 2, 8, 2)
+    with pytest.raises(ValueError, match=r"context must be an int in \[1, frames=6\); got 6"):
+        context_ceiling(11, 6, 2, 6, 6)

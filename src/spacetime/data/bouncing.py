@@ -4,6 +4,10 @@ White disks on black move with constant integer velocities and bounce off the wa
 component flips, the position is clamped to the frame). Text 004 calls these videos "Moving
 MNIST"; its "digit" is one disk at up to 2 px/frame. ``objects`` and ``max_speed`` widen the law:
 up to 3 disks (drawn as the union of their stamps; they pass through each other) at up to 4 px/frame.
+
+A wall clamps a coordinate, so two frames do not always determine the next (``1, 0`` goes on to ``1`` at 1 px/frame
+and to ``2`` at 2 px/frame): :func:`frames_to_predict` is the context a next-frame model needs, and
+:func:`context_ceiling` the share of videos even a perfect model with less keeps lawful.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from torch.utils.data import Dataset
 
 from ..checks import int_in, positive_int
 
-__all__ = ["disk_stamp", "speeds", "bounce_axis", "bounce_positions", "bounce_tracks", "render_disks",
-           "create_moving_mnist_video", "create_dataset", "BouncingDisks", "SPEEDS", "MAX_OBJECTS", "MAX_SPEED"]
+__all__ = ["disk_stamp", "speeds", "bounce_axis", "bounce_positions", "bounce_tracks", "frames_to_predict",
+           "context_ceiling", "render_disks", "create_moving_mnist_video", "create_dataset", "BouncingDisks", "SPEEDS",
+           "MAX_OBJECTS", "MAX_SPEED"]
 
 #: the velocities text 004 draws from, per axis
 SPEEDS = (-2, -1, 1, 2)
@@ -60,6 +65,59 @@ def bounce_axis(start, velocity, num_frames: int, limit: int) -> np.ndarray:
         v = np.where(hit, -v, v)
         x = np.clip(x, 0, limit)
     return out
+
+
+def frames_to_predict(size: int, digit_size: int, max_speed: int = 2, horizon: int = 64) -> int:
+    """The fewest consecutive frames that always determine the next one under this law: the context a next-frame
+    model needs to continue any of the data's videos (its first move, which the law draws at random, aside).
+
+    Found by listing every path of one axis (:func:`bounce_axis` from every start at every velocity, ``horizon``
+    frames; the axes and objects are independent) and every window of ``k`` positions on them: the answer is the
+    smallest ``k`` after which each window has one next position. One position never does (it holds no velocity);
+    two do at 1 px/frame, but not faster: a coordinate clamped at a wall (``1, 0``) may have moved at 1 px/frame,
+    next ``1``, or at 2 clamped, next ``2``; three positions always do.
+    """
+    if size <= digit_size:
+        raise ValueError(f"size must exceed digit_size; got size={size}, digit_size={digit_size}")
+    limit = size - digit_size
+    choices = np.array(speeds(max_speed))
+    starts = np.arange(limit + 1)
+    paths = bounce_axis(starts[:, None], choices[None, :], horizon, limit).reshape(-1, horizon)
+    for k in range(1, horizon):
+        windows = np.lib.stride_tricks.sliding_window_view(paths, k + 1, axis=1).reshape(-1, k + 1)
+        seen: dict[tuple, int] = {}
+        if all(seen.setdefault(tuple(w[:k]), int(w[k])) == w[k] for w in np.unique(windows, axis=0)):
+            return k
+    raise ValueError(f"no window of fewer than horizon={horizon} frames determines the next; raise horizon")
+
+
+def context_ceiling(size: int, digit_size: int, max_speed: int, frames: int, context: int, objects: int = 1) -> float:
+    """The share of videos that keep the law when a perfect next-frame model with ``context`` frames makes them.
+
+    The model draws each position after the first ``context`` frames from the data's own distribution of the next
+    position given the ``context`` before it (pooled over the clip's frames, as a next-frame model is trained);
+    where those do not determine the next (:func:`frames_to_predict`), it may continue at another speed than the
+    one it came with, and the video leaves every path of the law. Exact: a sum over the law's paths of one axis,
+    to the power of the ``2 * objects`` independent axes. 1.0 when ``context >= frames_to_predict(...)``.
+    """
+    if size <= digit_size:
+        raise ValueError(f"size must exceed digit_size; got size={size}, digit_size={digit_size}")
+    int_in("context", context, 1, frames, high_label=f"frames={frames}")
+    limit = size - digit_size
+    choices = np.array(speeds(max_speed))
+    paths = bounce_axis(np.arange(limit)[:, None], choices[None, :], frames, limit).reshape(-1, frames)
+    windows: dict[tuple, dict[int, int]] = {}
+    for path in paths:  # each (start, velocity) equally likely, as the data draws them
+        for t in range(context, frames):
+            after = windows.setdefault(tuple(path[t - context:t]), {})
+            after[int(path[t])] = after.get(int(path[t]), 0) + 1
+    kept = 0.0
+    for path in np.unique(paths, axis=0):
+        first = np.mean(np.all(paths[:, :context] == path[:context], axis=1))
+        chance = [windows[tuple(path[t - context:t])] for t in range(context, frames)]
+        kept += first * np.prod([after[int(path[t])] / sum(after.values()) for t, after in
+                                 zip(range(context, frames), chance)])
+    return float(kept ** (2 * objects))
 
 
 def bounce_positions(num_frames: int, size: int, digit_size: int, rng=None, max_speed: int = 2) -> np.ndarray:
