@@ -6,7 +6,7 @@ import torch
 
 from spacetime.data.bouncing import BouncingDisks
 from spacetime.data.statistics import measure_motion
-from spacetime.diffusion.config import TrainConfig
+from spacetime.diffusion.config import DEMO_CONFIG, TrainConfig
 from spacetime.diffusion.train import make_dataset, resolve_measured
 
 NF = dict(model="tiny", frames=4, size=16, digit_size=6, context_frames=2, prediction="sample")
@@ -64,3 +64,33 @@ def test_measure_motion_reads_a_gray_background_and_refuses_single_frames():
     assert stats["reach"] == 1 and stats["fill"] == 0.0 and "reach 1 px" in stats.describe()
     with pytest.raises(ValueError, match="needs items .* with T >= 2"):
         measure_motion(BouncingDisks(num_frames=1))
+
+
+def test_context_from_the_data_s_law():
+    def context(**fields):
+        return TrainConfig(**{"model": "tiny", "prediction": "sample", "context_frames": "data", **fields}).context_frames
+
+    assert context() == 3  # text 004's disks: two frames leave a clamped bounce open
+    assert context(max_speed=1) == 2 and context(data="digits", objects=2, max_speed=3) == 3
+    saved = TrainConfig(model="tiny", prediction="sample", context_frames="data").to_dict()
+    assert saved["context_frames"] == 3 and TrainConfig.from_dict(saved).context_frames == 3
+    demo = TrainConfig.from_dict(DEMO_CONFIG)
+    assert demo.context_note() == ("context: 2 frames, fewer than the 3 that determine the next frame under the data's "
+                                   "law: even a perfect model keeps the law in only 76.6% of 8-frame videos")
+    assert TrainConfig.from_dict({**DEMO_CONFIG, "context_frames": "data"}).context_note() == (
+        "context: 3 frames (the data's law needs 3 to determine the next frame)")
+    assert TrainConfig(model="tiny").context_note() is None
+    with pytest.raises(ValueError, match=r"context_frames='data' reads .* data='mnist' has its own videos"):
+        TrainConfig(model="tiny", data="mnist", data_path="x.npy", context_frames="data")
+    with pytest.raises(ValueError, match=r"context_frames must be an int in \[0, frames=3\) .* got 3"):
+        TrainConfig(model="tiny", frames=3, prediction="sample", context_frames="data")
+
+
+def test_context_flag_takes_a_number_or_data():
+    from spacetime.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["train", "--context-frames", "data"]).context_frames == "data"
+    assert parse(["train", "--context-frames", "2"]).context_frames == 2
+    with pytest.raises(SystemExit):
+        parse(["train", "--context-frames", "three"])

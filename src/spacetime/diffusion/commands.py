@@ -28,7 +28,7 @@ from ..data.statistics import MotionStats
 from ..io.files import atomic_write_npy, atomic_write_text
 from ..measure import matmul_rate
 from ..models.video_unet import PRESETS
-from .config import CLIP_ENDS, DATA_KINDS, DEMO_CONFIG, DEMO_PRESETS, LR_DECAYS, OBJECT_SIZES, TrainConfig
+from .config import CLIP_ENDS, DATA_KINDS, DEMO_CONFIG, DEMO_PRESETS, LR_DECAYS, MEASURED, OBJECT_SIZES, TrainConfig
 from .evaluate import data_settings, evaluate_camera, evaluate_samples, format_camera_report, format_report
 from .sample import sample_checkpoint, sample_processes
 from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
@@ -50,7 +50,8 @@ _HELP = {
     "schedule": "beta schedule ('cosine' is text 004's)", "prediction": "what the network predicts",
     "noise_shift": "divide the schedule's signal-to-noise ratio by this squared (more steps at high noise)",
     "context_frames": "0: denoise whole videos; K >= 1: a next-frame model that makes each frame from the K "
-                      "before it, and samples videos one frame at a time",
+                      "before it, and samples videos one frame at a time; 'data' (disks, digits): the fewest frames "
+                      "that determine the next under the data's law",
     "clip_ends": "next-frame models: where training clips end ('uniform': any frame evenly; 'first': frame 1, "
                  "where motion is chosen, 3/8 of the time)",
     "copy_blend": "next-frame models with --prediction sample: the fraction of training clips whose noisy frame is "
@@ -80,6 +81,16 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _int_or_measured(text: str) -> int | str:
+    """A flag that takes a whole number or ``data`` (measured from the training data)."""
+    if text == MEASURED:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or {MEASURED!r}; got {text!r}") from None
+
+
 def _add_config_flags(p: argparse.ArgumentParser, defaults: dict | None = None) -> None:
     """One flag per :class:`TrainConfig` field; its help shows the default from ``defaults`` (the demo's recipe)
     where that sets the field."""
@@ -98,6 +109,8 @@ def _add_config_flags(p: argparse.ArgumentParser, defaults: dict | None = None) 
             continue
         kind = hints[f.name]
         base = next((t for t in (int, float, str) if kind is t or t in typing.get_args(kind)), str)
+        if {int, str} <= set(typing.get_args(kind)):
+            base = _int_or_measured
         # "%(default).0s" prints nothing: it stops argparse from appending the flag's own default (None)
         p.add_argument(_flag(f.name), type=base, default=None, choices=choices.get(f.name),
                        metavar=None if f.name in choices else f.name.upper(),
@@ -233,8 +246,9 @@ def _run_demo(args) -> int:
           f"scratch on {_data_words(cfg)} ({cfg.frames}x{cfg.size}x{cfg.size}), {cfg.steps} steps or {cfg.time_limit} "
           f"minutes, then {cfg.num_samples} samples scored for physical plausibility. This machine: "
           f"{machine['cpu_count']} cores, fp32 matmul {machine['matmul_gflops']:.0f} GFLOP/s.", flush=True)
-    if measured:
-        print(MotionStats(measured).describe(), flush=True)
+    for note in (MotionStats(measured).describe() if measured else None, cfg.context_note()):
+        if note:
+            print(note, flush=True)
     procs = args.procs or _default_procs()
     summary = train_processes(cfg, out / "train", procs=procs, resume=args.resume, progress=_progress(args))
     t_train = time.perf_counter() - start

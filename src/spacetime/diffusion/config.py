@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..checks import fraction, int_at_least, int_in, is_number, number_in, one_of, positive_int
 from ..config import Config
+from ..data.bouncing import context_ceiling, frames_to_predict
 from ..models.video_unet import PRESETS, VideoUNetConfig, check_motion_temperature
 from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
 
@@ -52,7 +53,9 @@ class TrainConfig(Config):
     noise_shift: float = 1.0  # divide the schedule's SNR by noise_shift**2 (schedules.shift_betas)
     # > 0: a next-frame model: it learns to make one frame from the context_frames before it (clean; black
     # before the video starts), and sampling makes videos one frame at a time. The model gets known_frames.
-    context_frames: int = 0
+    # "data" (generated data): the fewest frames that always determine the next under the data's law
+    # (spacetime.data.bouncing.frames_to_predict: 3 above 1 px/frame), resolved when the config is made
+    context_frames: int | str = 0
     clip_ends: str = "uniform"  # where next-frame training clips end: evenly, or "first" (frame 1 3/8 of the time)
     # next-frame, prediction "sample": this fraction of clips noise a blend of the frame and a copy of the one before
     copy_blend: float = 0.0
@@ -97,8 +100,10 @@ class TrainConfig(Config):
         int_at_least("seed", self.seed, 0)
         if self.digit_size is not None:
             int_at_least("digit_size", self.digit_size, 2, note=" (or None: the data's own)")
+        self._check_objects()
+        self.context_frames = self._resolve_context()
         int_in("context_frames", self.context_frames, 0, self.frames, high_label=f"frames={self.frames}",
-               note=" (0: whole videos)")
+               note=" (0: whole videos; 'data': from the generated data's law)")
         number_in("lr", self.lr, 0, low_open=True)
         number_in("ema_decay", self.ema_decay, 0, 1, high_open=True)
         number_in("weight_decay", self.weight_decay, 0)
@@ -128,7 +133,6 @@ class TrainConfig(Config):
         if self.size % unet.downsample:
             raise ValueError(f"size must be a multiple of {unet.downsample} for model {self.model!r} (patch and "
                              f"levels); got size={self.size}")
-        self._check_objects()
         if self.lr_decay == "time" and self.time_limit is None:
             raise ValueError("lr_decay='time' decays the learning rate over time_limit minutes: set time_limit")
 
@@ -151,6 +155,30 @@ class TrainConfig(Config):
         if self.size <= self.object_size:
             raise ValueError(f"size must exceed the objects' size; got size={self.size}, "
                              f"{'digit_size' if self.data == 'disks' else 'digits of'} {self.object_size}")
+
+    def _resolve_context(self) -> int:
+        """``context_frames`` as a number: ``"data"`` becomes the fewest frames that determine the next under the
+        generated data's law (:func:`~spacetime.data.bouncing.frames_to_predict`)."""
+        if self.context_frames != MEASURED:
+            return self.context_frames
+        if self.data not in OBJECT_SIZES:
+            raise ValueError(f"context_frames='data' reads the context a next frame needs from the law of generated "
+                             f"data (disks, digits); data={self.data!r} has its own videos: give a number of frames")
+        return frames_to_predict(self.size, self.object_size, int(self.max_speed))
+
+    def context_note(self) -> str | None:
+        """For a next-frame model of generated data, its context against the frames the data's law needs to
+        determine the next one (:func:`~spacetime.data.bouncing.frames_to_predict`), and with fewer, the share of
+        videos even a perfect model keeps lawful (:func:`~spacetime.data.bouncing.context_ceiling`); else ``None``."""
+        if not self.context_frames or self.data not in OBJECT_SIZES:
+            return None
+        speed, k = int(self.max_speed), self.context_frames
+        need = frames_to_predict(self.size, self.object_size, speed)
+        if k >= need:
+            return f"context: {k} frames (the data's law needs {need} to determine the next frame)"
+        ceiling = context_ceiling(self.size, self.object_size, speed, self.frames, k, self.objects)
+        return (f"context: {k} frames, fewer than the {need} that determine the next frame under the data's law: even "
+                f"a perfect model keeps the law in only {ceiling:.1%} of {self.frames}-frame videos")
 
     @property
     def object_size(self) -> int | None:
