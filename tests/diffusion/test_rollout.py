@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from spacetime.cli import main
+from spacetime.data.bouncing import context_ceiling
 from spacetime.diffusion.config import TrainConfig
 from spacetime.diffusion.sample import load_given, sample_checkpoint
 from spacetime.diffusion.train import train
@@ -87,6 +88,10 @@ def test_eval_scores_against_the_data_of_the_samples(next_frame_run, tmp_path, c
     assert (report["digit_size"], report["objects"], report["max_speed"]) == (6, 2, 3)  # from sample_config.json
     assert set(report["diversity"]["statistics"]) == {"first_move", "start", "count"}
     assert report["diversity"]["statistics"]["first_move"]["num_cells"] == 36
+    # 2 frames of context leave clamped bounces open: the bound a perfect model reaches is reported beside the score
+    share = context_ceiling(16, 6, 3, 4, 2, objects=2)
+    assert report["context_ceiling"] == {"context_frames": 2, "share": share} and share < 0.9
+    assert f"keeps the data's law in only {share:.1%}" in capsys.readouterr().out
     assert main(["eval", str(out), "--objects", "1"]) == 0  # a flag overrides the record
     assert json.loads((out / "eval.json").read_text())["objects"] == 1
     assert "first_move" in capsys.readouterr().out
@@ -117,6 +122,7 @@ def test_eval_of_moving_digits_reports_identity_frechet_and_diversity(tmp_path, 
     assert report["classifier_accuracy"]["heldout_images"] >= 0.95
     assert report["frechet"] >= 0 and report["frechet_data"] >= 0
     assert report["diversity"]["statistics"]["first_move"]["num_cells"] == 36
+    assert "context_ceiling" not in report  # training data: no model, no bound
     assert set(report["diversity"]["statistics"]) == {"first_move", "start", "class"} and report["diversity"]["ok"]
     out = capsys.readouterr().out
     assert "Frechet distance to the training data" in out and "first_move" in out

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.bouncing import context_ceiling
 from ..data.camera_pan import positions_from_cameras
 from ..data.digits import DIGIT_SIZE, create_digit_dataset, load_digit_images
 from ..data.diversity import compare, diversity_report, format_diversity
@@ -39,13 +40,31 @@ def _write_report(report: dict, target: Path) -> dict:
     return {**report, "report_path": str(target)}
 
 
+def _sample_config(videos_path) -> dict:
+    """``sample_config.json`` beside the videos (what ``spacetime sample`` recorded), ``{}`` when there is none."""
+    path = _videos_file(videos_path).parent / "sample_config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def data_settings(videos_path) -> dict:
     """The training data's settings that scoring needs (``data``, ``digit_size``, ``objects``, ``max_speed``), as
     ``spacetime sample`` recorded them in ``sample_config.json`` beside the videos; ``{}`` when there is none."""
-    path = _videos_file(videos_path).parent / "sample_config.json"
-    if not path.is_file():
-        return {}
-    return dict(json.loads(path.read_text()).get("data", {}))
+    return dict(_sample_config(videos_path).get("data", {}))
+
+
+def _with_ceiling(report: dict, videos_path) -> dict:
+    """``report`` with ``context_ceiling`` when a next-frame model made the videos from nothing (``sample_config.json``
+    says so): the share of such videos a perfect model with its context keeps lawful
+    (:func:`~spacetime.data.bouncing.context_ceiling`), the bound its plausibility is read against."""
+    config = _sample_config(videos_path)
+    context, frames = config.get("context_frames"), config.get("shape", [0, 0])[1]
+    if not context or config.get("given_frames") or context >= frames:
+        return report
+    share = context_ceiling(config["shape"][-1], report["digit_size"], report["max_speed"], frames, context,
+                            report["objects"])
+    kept = {k: v for k, v in report.items() if k != "report_path"}
+    return _write_report({**kept, "context_ceiling": {"context_frames": context, "share": share}},
+                         Path(report["report_path"]))
 
 
 def load_videos(videos_path) -> tuple[Path, np.ndarray]:
@@ -107,7 +126,7 @@ def evaluate_samples(videos_path, out_json=None, *, data: str = "disks", **setti
     :func:`evaluate_videos` (disks) otherwise; ``settings`` are their keywords (``digit_size``, ``objects``,
     ``max_speed``, ``tol``)."""
     evaluate = evaluate_digits if data == "digits" else evaluate_videos
-    return evaluate(videos_path, out_json, **settings)
+    return _with_ceiling(evaluate(videos_path, out_json, **settings), videos_path)
 
 
 def _with_classes(diversity: dict, verdicts: list[dict]) -> dict:
@@ -160,6 +179,10 @@ def format_report(report: dict) -> str:
     else:
         lines = [f"plausible: {k}/{n} = {report['plausible_fraction']:.1%} "
                  f"(frames that alone hold the data's objects: {report['one_disk_frame_fraction']:.1%})"]
+    ceiling = report.get("context_ceiling")
+    if ceiling and ceiling["share"] < 0.9995:
+        lines.append(f"  (even a perfect next-frame model with {ceiling['context_frames']} frames of context keeps the "
+                     f"data's law in only {ceiling['share']:.1%} of such videos: spacetime.data.bouncing)")
     # group the reasons: "frame 3: not the training disks (12 px differ ...)" -> "not the training disks (N px ...)"
     reasons = Counter(re.sub(r"[-+]?\d+(\.\d+)?", "N", re.sub(r"^frame \d+: ", "", v["reason"]))
                       for v in report["verdicts"] if not v["plausible"])
