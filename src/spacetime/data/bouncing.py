@@ -19,9 +19,9 @@ from torch.utils.data import Dataset
 
 from ..checks import int_in, positive_int
 
-__all__ = ["disk_stamp", "speeds", "bounce_axis", "bounce_positions", "bounce_tracks", "frames_to_predict",
-           "context_ceiling", "render_disks", "create_moving_mnist_video", "create_dataset", "BouncingDisks", "SPEEDS",
-           "MAX_OBJECTS", "MAX_SPEED"]
+__all__ = ["disk_stamp", "speeds", "bounce_axis", "axis_paths", "bounce_positions", "bounce_tracks",
+           "frames_to_predict", "context_ceiling", "render_disks", "create_moving_mnist_video", "create_dataset",
+           "BouncingDisks", "SPEEDS", "MAX_OBJECTS", "MAX_SPEED"]
 
 #: the velocities text 004 draws from, per axis
 SPEEDS = (-2, -1, 1, 2)
@@ -67,22 +67,28 @@ def bounce_axis(start, velocity, num_frames: int, limit: int) -> np.ndarray:
     return out
 
 
+def axis_paths(limit: int, max_speed: int, num_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every path of one axis between walls at 0 and ``limit``: ``(C, num_frames)`` coordinates from
+    :func:`bounce_axis`, one per start ``0 .. limit`` and velocity of :func:`speeds` (start-major), and the ``(C,)``
+    start and velocity of each."""
+    choices = speeds(max_speed)
+    starts, velocities = np.repeat(np.arange(limit + 1), len(choices)), np.tile(choices, limit + 1)
+    return bounce_axis(starts, velocities, num_frames, limit), starts, velocities
+
+
 def frames_to_predict(size: int, digit_size: int, max_speed: int = 2, horizon: int = 64) -> int:
     """The fewest consecutive frames that always determine the next one under this law: the context a next-frame
     model needs to continue any of the data's videos (its first move, which the law draws at random, aside).
 
-    Found by listing every path of one axis (:func:`bounce_axis` from every start at every velocity, ``horizon``
-    frames; the axes and objects are independent) and every window of ``k`` positions on them: the answer is the
-    smallest ``k`` after which each window has one next position. One position never does (it holds no velocity);
-    two do at 1 px/frame, but not faster: a coordinate clamped at a wall (``1, 0``) may have moved at 1 px/frame,
-    next ``1``, or at 2 clamped, next ``2``; three positions always do.
+    Found by listing every path of one axis (:func:`axis_paths`, ``horizon`` frames; the axes and objects are
+    independent) and every window of ``k`` positions on them: the answer is the smallest ``k`` after which each
+    window has one next position. One position never does (it holds no velocity); two do at 1 px/frame, but not
+    faster: a coordinate clamped at a wall (``1, 0``) may have moved at 1 px/frame, next ``1``, or at 2 clamped,
+    next ``2``; three positions always do.
     """
     if size <= digit_size:
         raise ValueError(f"size must exceed digit_size; got size={size}, digit_size={digit_size}")
-    limit = size - digit_size
-    choices = np.array(speeds(max_speed))
-    starts = np.arange(limit + 1)
-    paths = bounce_axis(starts[:, None], choices[None, :], horizon, limit).reshape(-1, horizon)
+    paths, _, _ = axis_paths(size - digit_size, max_speed, horizon)
     for k in range(1, horizon):
         windows = np.lib.stride_tricks.sliding_window_view(paths, k + 1, axis=1).reshape(-1, k + 1)
         seen: dict[tuple, int] = {}
@@ -104,10 +110,10 @@ def context_ceiling(size: int, digit_size: int, max_speed: int, frames: int, con
         raise ValueError(f"size must exceed digit_size; got size={size}, digit_size={digit_size}")
     int_in("context", context, 1, frames, high_label=f"frames={frames}")
     limit = size - digit_size
-    choices = np.array(speeds(max_speed))
-    paths = bounce_axis(np.arange(limit)[:, None], choices[None, :], frames, limit).reshape(-1, frames)
+    paths, starts, _ = axis_paths(limit, max_speed, frames)
+    paths = paths[starts < limit]  # the data's starts, each with each velocity equally likely
     windows: dict[tuple, dict[int, int]] = {}
-    for path in paths:  # each (start, velocity) equally likely, as the data draws them
+    for path in paths:
         for t in range(context, frames):
             after = windows.setdefault(tuple(path[t - context:t]), {})
             after[int(path[t])] = after.get(int(path[t]), 0) + 1

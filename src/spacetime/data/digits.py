@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..checks import int_at_least, int_in, is_int, one_of, positive_int
-from .bouncing import bounce_axis, bounce_tracks, speeds
+from .bouncing import axis_paths, bounce_axis, bounce_tracks, speeds
 
 __all__ = ["DIGIT_SIZE", "HELD_OUT", "SPLITS", "MAX_DIGITS", "load_digit_images", "render_digits", "MovingDigits",
            "create_digit_dataset", "digit_crops", "box_overlap", "DigitTrack", "fit_digit_tracks", "unoccluded_crops",
@@ -219,11 +219,8 @@ class DigitTrack:
 
 @lru_cache(maxsize=32)
 def _axis_paths(size: int, num_frames: int, max_speed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every path of one axis: ``(C, T)`` coordinates from :func:`bounce_axis` over starts ``0 .. size - 16`` and
-    velocities :func:`speeds`, and the ``(C,)`` start and velocity of each."""
-    choices, limit = speeds(max_speed), size - DIGIT_SIZE
-    starts, velocities = np.repeat(np.arange(limit + 1), len(choices)), np.tile(choices, limit + 1)
-    return bounce_axis(starts, velocities, num_frames, limit), starts, velocities
+    """Every path of one axis of 16-px digits in ``size``-px frames (:func:`~.bouncing.axis_paths`)."""
+    return axis_paths(size - DIGIT_SIZE, max_speed, num_frames)
 
 
 def _off_centre(crops: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..checks import int_at_least, int_in, number_in
-from .bouncing import MAX_OBJECTS, bounce_axis, create_dataset, disk_stamp, speeds
+from .bouncing import MAX_OBJECTS, axis_paths, create_dataset, disk_stamp, speeds
 
 __all__ = ["DiskDetector", "VideoVerdict", "score_videos", "count_law"]
 
@@ -120,9 +120,7 @@ class DiskDetector:
     @lru_cache(maxsize=8)  # noqa: B019  a handful of clip lengths per detector
     def paths(self, num_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every path of one axis: ``(C, T)`` coordinates, and the ``(C,)`` start and velocity of each."""
-        starts = np.repeat(np.arange(self.limit + 1), len(self.speeds))
-        velocities = np.tile(self.speeds, self.limit + 1)
-        return bounce_axis(starts, velocities, num_frames, self.limit), starts, velocities
+        return axis_paths(self.limit, self.max_speed, num_frames)
 
     def agreement(self, weights: np.ndarray) -> np.ndarray:
         """``(T, L + 1, L + 1)``: at ``[t, y, x]`` the sum of ``(T, H, W)`` weights under the stamp at top-left

@@ -52,19 +52,16 @@ def data_settings(videos_path) -> dict:
     return dict(_sample_config(videos_path).get("data", {}))
 
 
-def _with_ceiling(report: dict, videos_path) -> dict:
-    """``report`` with ``context_ceiling`` when a next-frame model made the videos from nothing (``sample_config.json``
-    says so): the share of such videos a perfect model with its context keeps lawful
-    (:func:`~spacetime.data.bouncing.context_ceiling`), the bound its plausibility is read against."""
+def _context_ceiling(videos_path, digit_size: int, objects: int, max_speed: int) -> dict:
+    """``{"context_ceiling": ...}`` when a next-frame model made the videos from nothing (``sample_config.json`` says
+    so): the share of such videos a perfect model with its context keeps lawful
+    (:func:`~spacetime.data.bouncing.context_ceiling`), the bound their plausibility is read against; else ``{}``."""
     config = _sample_config(videos_path)
     context, frames = config.get("context_frames"), config.get("shape", [0, 0])[1]
     if not context or config.get("given_frames") or context >= frames:
-        return report
-    share = context_ceiling(config["shape"][-1], report["digit_size"], report["max_speed"], frames, context,
-                            report["objects"])
-    kept = {k: v for k, v in report.items() if k != "report_path"}
-    return _write_report({**kept, "context_ceiling": {"context_frames": context, "share": share}},
-                         Path(report["report_path"]))
+        return {}
+    share = context_ceiling(config["shape"][-1], digit_size, max_speed, frames, context, objects)
+    return {"context_ceiling": {"context_frames": context, "share": share}}
 
 
 def load_videos(videos_path) -> tuple[Path, np.ndarray]:
@@ -96,7 +93,7 @@ def evaluate_videos(videos_path, out_json=None, *, digit_size: int = 12, objects
     report["diversity"] = diversity_report(report["verdicts"], size=videos.shape[-1], digit_size=digit_size,
                                            max_speed=max_speed, count_law=law)
     report.update({"videos": str(path), "data": "disks", "digit_size": digit_size, "objects": objects,
-                   "max_speed": max_speed, "tol": tol})
+                   "max_speed": max_speed, "tol": tol, **_context_ceiling(path, digit_size, objects, max_speed)})
     return _write_report(report, Path(out_json) if out_json else path.parent / "eval.json")
 
 
@@ -117,7 +114,7 @@ def evaluate_digits(videos_path, out_json=None, *, digit_size: int = DIGIT_SIZE,
     report["diversity"] = diversity_report(report["verdicts"], size=size, digit_size=DIGIT_SIZE, max_speed=max_speed)
     report["diversity"] = _with_classes(report["diversity"], report["verdicts"])
     report.update({"videos": str(path), "data": "digits", "digit_size": DIGIT_SIZE, "objects": objects,
-                   "max_speed": max_speed})
+                   "max_speed": max_speed, **_context_ceiling(path, DIGIT_SIZE, objects, max_speed)})
     return _write_report(report, Path(out_json) if out_json else path.parent / "eval.json")
 
 
@@ -126,7 +123,7 @@ def evaluate_samples(videos_path, out_json=None, *, data: str = "disks", **setti
     :func:`evaluate_videos` (disks) otherwise; ``settings`` are their keywords (``digit_size``, ``objects``,
     ``max_speed``, ``tol``)."""
     evaluate = evaluate_digits if data == "digits" else evaluate_videos
-    return _with_ceiling(evaluate(videos_path, out_json, **settings), videos_path)
+    return evaluate(videos_path, out_json, **settings)
 
 
 def _with_classes(diversity: dict, verdicts: list[dict]) -> dict:
