@@ -37,7 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from demo_curve import score  # noqa: E402  (one scorer for a checkpoint, shared with the demo's curves)
+from demo_curve import checkpoint_minutes, score  # noqa: E402  (shared with the demo's curves)
 
 FIELDS = ["variant", "seed", "params", "step", "minutes", "plausible", "first_move_tv", "first_move_data_p99",
           "steps_per_minute", "matmul_gflops"]
@@ -87,20 +87,17 @@ def train_variant(name: str, minutes: float, seed: int, runs: Path) -> Path:
 
 def chosen_checkpoints(train: Path, every: float) -> list[tuple[Path, float]]:
     """The checkpoint nearest each multiple of ``every`` training minutes (and the last), with its minutes."""
-    with open(train / "log.csv") as f:
-        clock = {int(r["step"]): float(r["seconds"]) / 60 for r in csv.DictReader(f)}
-    found = {int(p.stem.split("-")[1]): p for p in (train / "checkpoints").glob("step-*.safetensors")}
-    minutes = {s: clock[min(clock, key=lambda c: abs(c - s))] for s in found}
-    last = max(found)
+    kept = checkpoint_minutes(train)
+    last = max(kept)
     picks, mark = [], every
-    while mark < minutes[last] - 0.25 * every:
-        step = min(found, key=lambda s: abs(minutes[s] - mark))
+    while mark < kept[last][1] - 0.25 * every:
+        step = min(kept, key=lambda s: abs(kept[s][1] - mark))
         if step not in picks:
             picks.append(step)
         mark += every
     if last not in picks:
         picks.append(last)
-    return [(found[s], minutes[s]) for s in picks]
+    return [kept[s] for s in picks]
 
 
 def score_variant(name: str, seed: int, run: Path, every: float, rate: float) -> list[dict]:

@@ -45,6 +45,15 @@ def score(path: str, seed: int) -> dict:
             "first_move_tv": round(moves["distance"], 4), "first_move_data_p99": round(moves["data_p99"], 4)}
 
 
+def checkpoint_minutes(train: Path) -> dict[int, tuple[Path, float]]:
+    """Every checkpoint a run kept: its step -> its path and the training minutes at the logged step nearest to it
+    (``train/log.csv``)."""
+    with open(train / "log.csv") as f:
+        clock = {int(r["step"]): float(r["seconds"]) / 60 for r in csv.DictReader(f)}
+    found = {int(p.stem.split("-")[1]): p for p in (train / "checkpoints").glob("step-*.safetensors")}
+    return {s: (p, clock[min(clock, key=lambda c: abs(c - s))]) for s, p in sorted(found.items())}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path, help="a spacetime demo output folder (holding train/)")
@@ -57,22 +66,20 @@ def main(argv=None) -> int:
     if args.every < 1 or args.jobs < 1:
         p.error(f"--every and --jobs must be >= 1; got {args.every} and {args.jobs}")
     train = args.run / "train"
-    found = sorted((train / "checkpoints").glob("step-*.safetensors"))
-    if not found or not (train / "log.csv").is_file():
+    if not list((train / "checkpoints").glob("step-*.safetensors")) or not (train / "log.csv").is_file():
         p.error(f"{args.run} is not a demo run: it needs train/checkpoints/step-*.safetensors and train/log.csv")
-    chosen = found[args.every - 1::args.every]
-    if chosen[-1] != found[-1]:
-        chosen.append(found[-1])
-    with open(train / "log.csv") as f:
-        clock = {int(r["step"]): float(r["seconds"]) for r in csv.DictReader(f)}
+    kept = checkpoint_minutes(train)
+    steps = list(kept)
+    chosen = steps[args.every - 1::args.every]
+    if chosen[-1] != steps[-1]:
+        chosen.append(steps[-1])
     seed = args.seed if args.seed is not None else json.loads((train / "config.json").read_text())["seed"]
     record = args.run / "demo.json"
     rate = json.loads(record.read_text())["machine"]["matmul_gflops"] if record.is_file() else ""
     with ProcessPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(score, [str(c) for c in chosen], [seed] * len(chosen)))
-    for r in rows:  # the training clock at the logged step nearest to the checkpoint's
-        nearest = min(clock, key=lambda s: abs(s - r["step"]))
-        r["minutes"], r["matmul_gflops"] = round(clock[nearest] / 60, 2), rate
+        rows = list(pool.map(score, [str(kept[s][0]) for s in chosen], [seed] * len(chosen)))
+    for r in rows:
+        r["minutes"], r["matmul_gflops"] = round(kept[r["step"]][1], 2), rate
         print(f"step {r['step']:>6}  {r['minutes']:6.2f} min  plausible {r['plausible']:.3f}  first moves "
               f"{r['first_move_tv']:.3f} (data {r['first_move_data_p99']:.3f})", flush=True)
     name = args.name or args.run.name
