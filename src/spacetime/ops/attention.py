@@ -20,16 +20,15 @@ Every attention pattern in spacetime ends in a call to :func:`attention`. It tak
 Dispatch when ``backend=None``: if a process-wide default was set with
 :func:`set_default_backend` or :func:`use_backend`, it is used for every call. Otherwise the
 rule is by shape, device and dtype. fp32 CPU calls go to ``"fused"`` when the kernel is built
-and serves them and either ``d <= FUSED_MAX_HEAD_DIM`` (8: small heads, any length) or the rows
-of ``q`` are strided (``q.stride(-2) != d``: temporal attention's view of the clip) with
-``max(n, m) <= FUSED_MAX_LEN`` (64) and either several threads or ``max(n, m) >= 32``. That is
-where it measured faster than the torch path it replaces, forward + backward, alternating in
-one process (``python benchmarks/kernel_dispatch.py``, table in ``benchmarks/kernel_dispatch.md``):
-head_dim 8, n = 16-512: 0.36-0.76x the time of ``short``/SDPA; temporal attention, d = 16-64,
-T = 8-64 with 2 threads: 0.53-1.00x; with 1 thread T = 32-64: 0.74-0.95x (d = 64 at T = 32:
-1.17x), while at T = 8-16 ``short`` was 3-18% faster. With contiguous rows and d >= 16 the
-kernel lost from n = 128 on (1.1-1.5x: MKL's tiles are larger) and at 1 thread for n <= 32, so
-those calls keep the torch paths.
+and serves them and either ``d <= FUSED_MAX_HEAD_DIM`` (8: small heads, any length) or
+``max(n, m) <= FUSED_MAX_LEN`` (64: short sequences, temporal attention's strided view or
+contiguous). That is where it measured faster than the torch path it replaces, forward +
+backward, alternating in one process (``python benchmarks/kernel_dispatch.py``, table in
+``benchmarks/kernel_dispatch.md``): head_dim 8, n = 16-512: 0.28-0.72x the time of
+``short``/SDPA; n <= 32 (the kernel's one-sequence-per-SIMD-lane path): 0.40-0.93x on 2
+threads, 0.59-1.07x on one; n = 64: 0.52-0.97x (contiguous d = 64 on one thread: 1.10x).
+From n = 128 on with d >= 16 the kernel lost (up to 1.5x: MKL's tiles are larger), so those
+calls keep SDPA.
 Without the kernel, fp32 CPU calls with ``n, m <= SHORT_MAX_LEN`` (32) go to ``"short"``.
 Everything else goes to ``"sdpa"``; ``backend="sdpa"`` always forces it. Under ``torch.compile``
 the rule is the one without the kernel (dynamo cannot trace its ``ctypes`` call).
@@ -75,7 +74,7 @@ SHORT_MAX_LEN = 32
 
 #: ``backend=None`` sends fp32 CPU calls to ``"fused"`` when the head dim is at most this ...
 FUSED_MAX_HEAD_DIM = 8
-#: ... or q's rows are strided and ``max(n, m)`` is at most this (and >= 32 on one thread; module doc).
+#: ... or ``max(n, m)`` is at most this (module doc).
 FUSED_MAX_LEN = 64
 
 Backend = Callable[[Tensor, Tensor, Tensor, "Tensor | None", bool, float, float], Tensor]
@@ -157,11 +156,9 @@ def select_backend(q: Tensor, k: Tensor, backend: str | None = None, *, v: Tenso
 
 
 def _fused_serves(q: Tensor, k: Tensor, v: Tensor | None, mask: Tensor | None, dropout_p: float) -> bool:
-    """The kernel's part of the dispatch rule (module doc): small heads, or short strided rows."""
-    n, m = q.shape[-2], k.shape[-2]
-    strided = n > 1 and q.stride(-2) != q.shape[-1]
-    short_strided = strided and max(n, m) <= FUSED_MAX_LEN and (max(n, m) >= 32 or torch.get_num_threads() > 1)
-    return (q.shape[-1] <= FUSED_MAX_HEAD_DIM or short_strided) and _fused.available() and \
+    """The kernel's part of the dispatch rule (module doc): small heads or short sequences."""
+    short = max(q.shape[-2], k.shape[-2]) <= FUSED_MAX_LEN
+    return (q.shape[-1] <= FUSED_MAX_HEAD_DIM or short) and _fused.available() and \
         _fused.unsupported(q, k, k if v is None else v, mask, dropout_p) is None
 
 

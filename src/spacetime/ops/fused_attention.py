@@ -1,11 +1,20 @@
 """Fused exact attention on CPU (the ``"fused"`` backend), a small C++ kernel built on first use.
 
 The kernel (``csrc/fused_attention.cpp``) computes ``softmax(q k^T * scale + mask) v`` in fp32
-for each ``(b, head)`` sequence with the scores of a block of queries held in cache, a base-2
-softmax with a polynomial ``exp2``, and a backward that recomputes the probabilities from the
-saved log-sum-exp, so no ``(n, m)`` matrix is ever stored. It reads q, k, v through their
+with a base-2 softmax and a polynomial ``exp2``, and a backward that recomputes the probabilities
+from the saved log-sum-exp, so no ``(n, m)`` matrix is ever stored. It reads q, k, v through their
 strides (any layout whose last stride is 1), which lets the temporal and spatial patterns pass
-views instead of copies.
+views instead of copies. It picks one of three paths per call:
+
+* **lanes** (``n, m <= 32``, head dims of at least one SIMD vector): one vector lane per
+  sequence. A group of 16 sequences (8 without AVX-512) is packed lane-interleaved through
+  in-register transposes, and the products, the softmax and the backward are plain vector
+  arithmetic with no horizontal step, whatever ``T`` is (temporal attention).
+* **small heads** (``d = dv = 8`` or ``16``, longer sequences): one lane per query in the forward
+  and the ``dq`` pass, one per key in the ``dk``/``dv`` pass; the head's channels stay in
+  registers and the other side's rows are read as broadcasts (spatial attention at head_dim 8).
+* **blocked** (the rest): one thread per sequence, a block of queries' scores in L1/L2,
+  register-tiled products.
 
 Building: the first call compiles the source with the system C++ compiler (``$CXX`` or ``c++``,
 about 2 s) into ``$SPACETIME_KERNEL_CACHE`` (default ``~/.cache/spacetime/kernels``), keyed by

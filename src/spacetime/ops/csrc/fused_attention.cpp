@@ -2,11 +2,19 @@
 // sequences (temporal attention), small heads over long sequences, 3D windows.
 //
 // Built by spacetime.ops.fused_attention with the system C++ compiler (no torch headers,
-// loaded through ctypes). One thread owns whole sequences; for each block of queries the
-// scores stay in L1/L2, the softmax runs in base 2 with a polynomial exp2, and the
-// backward recomputes the probabilities from the saved log-sum-exp (no (n, m) matrix is
-// stored). Inputs are (b, heads, n, d) with any strides whose last one is 1; the head dims
-// are multiples of 8 (one AVX vector). Everything is plain C++ with GCC vector extensions.
+// loaded through ctypes). Inputs are (b, heads, n, d) with any strides whose last one is 1.
+// Three paths, each computing the softmax in base 2 with a polynomial exp2 and a backward that
+// recomputes the probabilities from the saved log-sum-exp (no (n, m) matrix is stored):
+//
+//   lanes  (n, m <= 32, d >= one vector): one SIMD lane per sequence; a group of 8 or 16
+//          sequences is packed lane-interleaved and every step is plain vector arithmetic.
+//   small  (d = dv = 8 or 16, longer sequences): one lane per query (forward, dq) or per key
+//          (dk, dv); a head's channels are register-resident, rows are read as broadcasts.
+//   blocked (everything else): one thread owns whole sequences; for each block of queries the
+//          scores stay in L1/L2 and register-tiled products run on 8-float vectors.
+//
+// Everything is plain C++ with GCC vector extensions: 16-float vectors where AVX-512 is on,
+// 8-float ones otherwise.
 
 #include <algorithm>
 #include <cmath>
@@ -305,6 +313,454 @@ void backward_range(const Problem& P, const Grads& G, long s0, long s1) {
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Many short sequences (temporal attention: T = 4-32): one SIMD lane per sequence. A group of kL
+// sequences is packed lane-interleaved, element (row, col) of every sequence in one vector, so
+// every product, the softmax and the backward are plain vector arithmetic with no horizontal
+// step and no tile edge left idle, whatever T is. The scores of a group stay in L1/L2.
+
+#if defined(__AVX512F__)
+constexpr int kL = 16;
+constexpr int kTR = 4;  // register tile rows x cols of the lane products (32 vector registers)
+#else
+constexpr int kL = 8;
+constexpr int kTR = 2;  // 16 vector registers
+#endif
+constexpr int kTC = 4;
+typedef float vl __attribute__((vector_size(kL * 4)));
+typedef float vlu __attribute__((vector_size(kL * 4), aligned(4)));
+typedef int32_t il __attribute__((vector_size(kL * 4)));
+
+inline vl lld(const float* p) { return *reinterpret_cast<const vlu*>(p); }
+inline void lst(float* p, vl x) { *reinterpret_cast<vlu*>(p) = x; }
+inline vl lsplat(float x) { return vl{} + x; }
+inline vl vmaxl(vl a, vl b) { return a > b ? a : b; }
+
+inline vl exp2l(vl x) {  // exp2v for kL lanes (same polynomial)
+  const vl lo = lsplat(-126.0f);
+  il keep = x >= lo;
+  x = x > lo ? x : lo;
+  const vl magic = lsplat(12582912.0f);
+  vl t = x + magic;
+  vl f = x - (t - magic);
+  il n = (il)t - (il)magic;
+  vl p = lsplat(1.5403530e-4f);
+  p = p * f + 1.3333558e-3f;
+  p = p * f + 9.6181291e-3f;
+  p = p * f + 5.5504109e-2f;
+  p = p * f + 2.4022651e-1f;
+  p = p * f + 6.9314718e-1f;
+  p = p * f + 1.0f;
+  vl r = p * (vl)((n + 127) << 23);
+  return (vl)((il)r & keep);
+}
+
+// A lane matrix: element (r, c) is the vector at p + (r * rs + c * cs) * kL.
+struct LMat {
+  float* p;
+  long rs, cs;
+  float* at(long r, long c) const { return p + (r * rs + c * cs) * kL; }
+};
+
+// C = alpha * A @ B (+ C when acc), per lane; A is R x K, B is K x N.
+template <int TR, int TC>
+inline void ltile(long K, const LMat& A, const LMat& B, const LMat& C, long r0, long c0, float alpha, bool acc) {
+  vl c[TR][TC];
+  for (int i = 0; i < TR; i++)
+    for (int j = 0; j < TC; j++) c[i][j] = vl{};
+  for (long k = 0; k < K; k++) {
+    vl a[TR], b[TC];
+    for (int i = 0; i < TR; i++) a[i] = lld(A.at(r0 + i, k));
+    for (int j = 0; j < TC; j++) b[j] = lld(B.at(k, c0 + j));
+    for (int i = 0; i < TR; i++)
+      for (int j = 0; j < TC; j++) c[i][j] += a[i] * b[j];
+  }
+  for (int i = 0; i < TR; i++)
+    for (int j = 0; j < TC; j++) {
+      float* p = C.at(r0 + i, c0 + j);
+      lst(p, acc ? lld(p) + alpha * c[i][j] : alpha * c[i][j]);
+    }
+}
+
+template <int TR>
+inline void lrow(long N, long K, const LMat& A, const LMat& B, const LMat& C, long r0, float alpha, bool acc) {
+  long c0 = 0;
+  for (; c0 + kTC <= N; c0 += kTC) ltile<TR, kTC>(K, A, B, C, r0, c0, alpha, acc);
+  for (; c0 < N; c0++) ltile<TR, 1>(K, A, B, C, r0, c0, alpha, acc);
+}
+
+void lgemm(long R, long N, long K, const LMat& A, const LMat& B, const LMat& C, float alpha, bool acc) {
+  long r0 = 0;
+  for (; r0 + kTR <= R; r0 += kTR) lrow<kTR>(N, K, A, B, C, r0, alpha, acc);
+  for (; r0 < R; r0++) lrow<1>(N, K, A, B, C, r0, alpha, acc);
+}
+
+// a (kL x kL, one row per vector) transposed in place: log2(kL) stages, each swapping the
+// off-diagonal H x H blocks of every 2H x 2H block (two-input shuffles).
+template <int H>
+inline void swap_blocks(vl* a) {
+  il lo, hi;
+  for (int j = 0; j < kL; j++) {
+    lo[j] = (j & H) ? kL + j - H : j;
+    hi[j] = (j & H) ? kL + j : j + H;
+  }
+  for (int i = 0; i < kL; i++)
+    if (!(i & H)) {
+      vl x = a[i], y = a[i + H];
+      a[i] = __builtin_shuffle(x, y, lo);
+      a[i + H] = __builtin_shuffle(x, y, hi);
+    }
+}
+
+inline void transpose_lanes(vl* a) {
+  if constexpr (kL == 16) swap_blocks<8>(a);
+  swap_blocks<4>(a);
+  swap_blocks<2>(a);
+  swap_blocks<1>(a);
+}
+
+// Where sequence s (= batch * H + head) of a (b, heads, rows, cols) view starts.
+inline long seq_offset(const int64_t* st, long s, long H) { return (s / H) * st[0] + (s % H) * st[1]; }
+
+// Sequences s .. s + g - 1 of t (rows x cols each; a group may span batch items) into kL lanes;
+// lanes >= g are zero. Whole kL x kL blocks go through registers (transpose_lanes), a last partial
+// block of columns element by element. Each row prefetches the row kAhead further (past the last
+// row: the next group's first rows). In the temporal view a sequence's rows lie a frame apart,
+// often a power of two, so every row of a group falls in the same cache sets: prefetching whole
+// groups ahead evicts itself, a few rows ahead does not.
+constexpr long kAhead = 4;
+
+void pack_lanes(const Tensor4& t, long H, long s, long g, long rows, long cols, float* dst) {
+  const long full = cols / kL * kL;
+  const float *src[kL], *next[kL];
+  for (long l = 0; l < kL; l++) {
+    src[l] = t.p + seq_offset(t.s, s + std::min(l, g - 1), H);
+    next[l] = t.p + seq_offset(t.s, s + kL + l, H);
+  }
+  if (g < kL) std::fill(dst, dst + rows * cols * kL, 0.0f);
+  for (long i = 0; i < rows; i++) {
+    float* out = dst + i * cols * kL;
+    const long r = i * t.s[2], ia = i + kAhead;
+    const float* const* pf = ia < rows ? src : next;
+    const long ra = (ia < rows ? ia : ia - rows) * t.s[2];
+    for (long c0 = 0; c0 < full; c0 += kL) {
+      vl a[kL];
+      for (long l = 0; l < kL; l++) {
+        a[l] = l < g ? lld(src[l] + r + c0) : vl{};
+        __builtin_prefetch(pf[l] + ra + c0);
+      }
+      transpose_lanes(a);
+      for (long c = 0; c < kL; c++) lst(out + (c0 + c) * kL, a[c]);
+    }
+    for (long l = 0; l < g; l++)
+      for (long c = full; c < cols; c++) out[c * kL + l] = src[l][r + c];
+  }
+}
+
+void store_lanes(const float* src, float* base, const int64_t* st, long H, long s, long g, long rows, long cols) {
+  const long full = cols / kL * kL;
+  float* dst[kL];
+  for (long l = 0; l < g; l++) dst[l] = base + seq_offset(st, s + l, H);
+  for (long i = 0; i < rows; i++) {
+    const float* in = src + i * cols * kL;
+    const long r = i * st[2];
+    for (long c0 = 0; c0 < full; c0 += kL) {
+      vl a[kL];
+      for (long c = 0; c < kL; c++) a[c] = lld(in + (c0 + c) * kL);
+      transpose_lanes(a);
+      for (long l = 0; l < g; l++) lst(dst[l] + r + c0, a[l]);
+    }
+    for (long l = 0; l < g; l++)
+      for (long c = full; c < cols; c++) dst[l][r + c] = in[c * kL + l];
+  }
+}
+
+struct LGroup {  // one group's lane-packed operands, outputs and scratch
+  std::vector<float> q, k, v, o, go, dq, dk, dv, S, dP, lse;
+  LGroup(const Problem& P, bool backward) {
+    const long n = P.n, m = P.m;
+    q.resize(n * P.d * kL), k.resize(m * P.d * kL), v.resize(m * P.dv * kL), o.resize(n * P.dv * kL);
+    S.resize(n * m * kL), lse.resize(n * kL);
+    if (backward) {
+      go.resize(n * P.dv * kL), dq.resize(n * P.d * kL), dk.resize(m * P.d * kL), dv.resize(m * P.dv * kL);
+      dP.resize(n * m * kL);
+    }
+  }
+};
+
+// S = base-2 logits of the group: alpha q k^T + bias log2(e), -inf where causal hides a key.
+void lane_logits(const Problem& P, long s, long g, LGroup& X) {
+  const long n = P.n, m = P.m, d = P.d;
+  LMat S{X.S.data(), m, 1};
+  lgemm(n, m, d, LMat{X.q.data(), d, 1}, LMat{X.k.data(), 1, d}, S, P.scale * kLog2e, false);
+  if (P.bias.p)
+    for (long l = 0; l < g; l++)
+      for (long i = 0; i < n; i++) {
+        const float* br = P.bias.p + seq_offset(P.bias.s, s + l, P.H) + i * P.bias.s[2];
+        for (long j = 0; j < m; j++) S.at(i, j)[l] += br[j * P.bias.s[3]] * kLog2e;
+      }
+  if (P.causal)
+    for (long i = 0; i < n; i++)
+      for (long j = i + 1; j < m; j++) lst(S.at(i, j), lsplat(-INFINITY));
+}
+
+void lane_forward(const Problem& P, long s, long g, LGroup& X) {
+  const long n = P.n, m = P.m;
+  lane_logits(P, s, g, X);
+  for (long i = 0; i < n; i++) {  // softmax per lane; a lane with no key keeps lse = inf, p = 0
+    float* row = X.S.data() + i * m * kL;
+    vl mx = lsplat(-INFINITY), sum = vl{};
+    for (long j = 0; j < m; j++) mx = vmaxl(mx, lld(row + j * kL));
+    mx = mx > lsplat(-INFINITY) ? mx : vl{};
+    for (long j = 0; j < m; j++) {
+      vl e = exp2l(lld(row + j * kL) - mx);
+      lst(row + j * kL, e);
+      sum += e;
+    }
+    vl inv = sum > vl{} ? 1.0f / sum : vl{};
+    for (long j = 0; j < m; j++) lst(row + j * kL, lld(row + j * kL) * inv);
+    for (int l = 0; l < kL; l++) X.lse[i * kL + l] = sum[l] > 0.0f ? mx[l] + std::log2(sum[l]) : INFINITY;
+  }
+  lgemm(n, P.dv, m, LMat{X.S.data(), m, 1}, LMat{X.v.data(), P.dv, 1}, LMat{X.o.data(), P.dv, 1}, 1.0f, false);
+}
+
+void lane_forward_range(const Problem& P, float* out, float* lse, long s0, long s1) {
+  LGroup X(P, false);
+  for (long s = s0; s < s1;) {
+    long g = std::min((long)kL, s1 - s);
+    pack_lanes(P.q, P.H, s, g, P.n, P.d, X.q.data());
+    pack_lanes(P.k, P.H, s, g, P.m, P.d, X.k.data());
+    pack_lanes(P.v, P.H, s, g, P.m, P.dv, X.v.data());
+    lane_forward(P, s, g, X);
+    store_lanes(X.o.data(), out, P.o.s, P.H, s, g, P.n, P.dv);
+    for (long l = 0; l < g; l++)
+      for (long i = 0; i < P.n; i++) lse[(s + l) * P.n + i] = X.lse[i * kL + l];
+    s += g;
+  }
+}
+
+void lane_backward(const Problem& P, long s, long g, LGroup& X) {
+  const long n = P.n, m = P.m, d = P.d, dv = P.dv;
+  lane_logits(P, s, g, X);
+  lgemm(n, m, dv, LMat{X.go.data(), dv, 1}, LMat{X.v.data(), 1, dv}, LMat{X.dP.data(), m, 1}, 1.0f, false);
+  for (long i = 0; i < n; i++) {
+    const vl lv = lld(X.lse.data() + i * kL);  // inf in a lane with no key: p = 0 there
+    vl delta = vl{};
+    for (long c = 0; c < dv; c++) delta += lld(X.o.data() + (i * dv + c) * kL) * lld(X.go.data() + (i * dv + c) * kL);
+    for (long j = 0; j < m; j++) {
+      float* sp = X.S.data() + (i * m + j) * kL;
+      float* dp = X.dP.data() + (i * m + j) * kL;
+      vl p = exp2l(lld(sp) - lv);
+      lst(sp, p);
+      lst(dp, p * (lld(dp) - delta));  // d loss / d logit
+    }
+  }
+  LMat St{X.S.data(), 1, m}, dS{X.dP.data(), m, 1}, dSt{X.dP.data(), 1, m};
+  lgemm(n, d, m, dS, LMat{X.k.data(), d, 1}, LMat{X.dq.data(), d, 1}, P.scale, false);
+  lgemm(m, d, n, dSt, LMat{X.q.data(), d, 1}, LMat{X.dk.data(), d, 1}, P.scale, false);
+  lgemm(m, dv, n, St, LMat{X.go.data(), dv, 1}, LMat{X.dv.data(), dv, 1}, 1.0f, false);
+}
+
+void lane_backward_range(const Problem& P, const Grads& G, long s0, long s1) {
+  LGroup X(P, true);
+  for (long s = s0; s < s1;) {
+    long g = std::min((long)kL, s1 - s);
+    pack_lanes(P.q, P.H, s, g, P.n, P.d, X.q.data());
+    pack_lanes(P.k, P.H, s, g, P.m, P.d, X.k.data());
+    pack_lanes(P.v, P.H, s, g, P.m, P.dv, X.v.data());
+    pack_lanes(P.o, P.H, s, g, P.n, P.dv, X.o.data());
+    pack_lanes(G.dout, P.H, s, g, P.n, P.dv, X.go.data());
+    std::fill(X.lse.begin(), X.lse.end(), INFINITY);
+    for (long l = 0; l < g; l++)
+      for (long i = 0; i < P.n; i++) X.lse[i * kL + l] = G.lse[(s + l) * P.n + i];
+    lane_backward(P, s, g, X);
+    store_lanes(X.dq.data(), G.dq, G.dqs, P.H, s, g, P.n, P.d);
+    store_lanes(X.dk.data(), G.dk, G.dks, P.H, s, g, P.m, P.d);
+    store_lanes(X.dv.data(), G.dv, G.dvs, P.H, s, g, P.m, P.dv);
+    s += g;
+  }
+}
+
+// The lane path serves sequences up to 32 long with head dims of at least one vector whose packed
+// group (backward) fits in about 1 MiB.
+bool lanes_serve(const Problem& P) {
+  long floats = (2 * P.n * P.d + 2 * P.m * P.d + 2 * P.m * P.dv + 2 * P.n * P.dv + 2 * P.n * P.m) * kL;
+  return P.n <= 32 && P.m <= 32 && P.d >= kL && P.dv >= kL && floats * 4 <= (1L << 20);
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Small heads over long sequences (spatial attention at head_dim 8 or 16): one SIMD lane per
+// query in the forward and the dq pass, one per key in the dk/dv pass. At d = 8 a score is only
+// 8 FMAs, too few to hide a row-wise softmax and a tile's broadcasts; with lanes across queries
+// (keys) the softmax statistics, the exp and all products are plain vector arithmetic on a
+// head's channels held in registers, and every key (query) row is read as broadcasts.
+
+inline vl lane_index() {
+  vl r;
+  for (int l = 0; l < kL; l++) r[l] = (float)l;
+  return r;
+}
+
+struct Rows {  // one sequence of a (b, heads, rows, cols) view
+  const float* p;
+  long rs;
+  const float* row(long i) const { return p + i * rs; }
+};
+
+inline Rows rows_of(const Tensor4& t, long s, long H) { return Rows{t.p + seq_offset(t.s, s, H), t.s[2]}; }
+
+// Columns c < C of rows r0 .. r0 + kL - 1 (those < n) as C lane vectors, times alpha; other lanes 0.
+template <int C>
+inline void gather_rows(const Rows& X, long r0, long n, float alpha, vl* out) {
+  for (int c = 0; c < C; c++) out[c] = vl{};
+  for (long l = 0; l < kL && r0 + l < n; l++) {
+    const float* row = X.row(r0 + l);
+    for (int c = 0; c < C; c++) out[c][l] = row[c] * alpha;
+  }
+}
+
+template <int C>
+inline void scatter_rows(const vl* in, float* base, long rs, long r0, long n, vl scale) {
+  for (long l = 0; l < kL && r0 + l < n; l++)
+    for (int c = 0; c < C; c++) base[(r0 + l) * rs + c] = in[c][l] * scale[l];
+}
+
+// The bias of query i0 + l * di and key j0 + l * dj in lane l (lanes past the ends repeat the last).
+inline vl bias_lanes(const Problem& P, long s, long i0, long di, long j0, long dj) {
+  const float* base = P.bias.p + seq_offset(P.bias.s, s, P.H);
+  vl r;
+  for (long l = 0; l < kL; l++) {
+    long i = std::min(i0 + l * di, P.n - 1), j = std::min(j0 + l * dj, P.m - 1);
+    r[l] = base[i * P.bias.s[2] + j * P.bias.s[3]] * kLog2e;
+  }
+  return r;
+}
+
+template <int D, int DV>
+void small_forward_seq(const Problem& P, long s, float* out, float* lse, float* St) {
+  const Rows Q = rows_of(P.q, s, P.H), K = rows_of(P.k, s, P.H), V = rows_of(P.v, s, P.H);
+  float* O = out + seq_offset(P.o.s, s, P.H);
+  const vl lane = lane_index(), ninf = lsplat(-INFINITY);
+  for (long r0 = 0; r0 < P.n; r0 += kL) {
+    vl qt[D], acc[DV], mx = ninf, sum = vl{};
+    gather_rows<D>(Q, r0, P.n, P.scale * kLog2e, qt);
+    const long mend = P.causal ? std::min(P.m, r0 + kL) : P.m;
+    for (long j = 0; j < mend; j++) {  // base-2 logits of the kL queries against key j
+      const float* kr = K.row(j);
+      vl sc = vl{};
+      for (int c = 0; c < D; c++) sc += kr[c] * qt[c];
+      if (P.bias.p) sc += bias_lanes(P, s, r0, 1, j, 0);
+      if (P.causal) sc = lane + (float)(r0 - j) >= vl{} ? sc : ninf;
+      lst(St + j * kL, sc);
+      mx = vmaxl(mx, sc);
+    }
+    mx = mx > ninf ? mx : vl{};  // a query with no key: p = 0, output 0, lse = inf
+    for (int c = 0; c < DV; c++) acc[c] = vl{};
+    for (long j = 0; j < mend; j++) {
+      vl p = exp2l(lld(St + j * kL) - mx);
+      sum += p;
+      const float* vr = V.row(j);
+      for (int c = 0; c < DV; c++) acc[c] += p * vr[c];
+    }
+    scatter_rows<DV>(acc, O, P.o.s[2], r0, P.n, sum > vl{} ? 1.0f / sum : vl{});
+    for (long l = 0; l < kL && r0 + l < P.n; l++)
+      lse[s * P.n + r0 + l] = sum[l] > 0.0f ? mx[l] + std::log2(sum[l]) : INFINITY;
+  }
+}
+
+inline vl lanes_of(const float* x, long r0, long n, float fill) {  // x[r0 + l], fill past n
+  vl r = lsplat(fill);
+  for (long l = 0; l < kL && r0 + l < n; l++) r[l] = x[r0 + l];
+  return r;
+}
+
+// dq with one lane per query: p and dS recomputed key by key from the saved lse.
+template <int D, int DV>
+void small_dq_seq(const Problem& P, const Grads& G, long s, const float* delta) {
+  const Rows Q = rows_of(P.q, s, P.H), K = rows_of(P.k, s, P.H), V = rows_of(P.v, s, P.H),
+             dO = rows_of(G.dout, s, P.H);
+  const float* lse = G.lse + s * P.n;
+  const vl lane = lane_index(), ninf = lsplat(-INFINITY);
+  for (long r0 = 0; r0 < P.n; r0 += kL) {
+    vl qt[D], gt[DV], dq[D];
+    gather_rows<D>(Q, r0, P.n, P.scale * kLog2e, qt);
+    gather_rows<DV>(dO, r0, P.n, 1.0f, gt);
+    const vl l2 = lanes_of(lse, r0, P.n, INFINITY), dl = lanes_of(delta, r0, P.n, 0.0f);
+    for (int c = 0; c < D; c++) dq[c] = vl{};
+    const long mend = P.causal ? std::min(P.m, r0 + kL) : P.m;
+    for (long j = 0; j < mend; j++) {
+      const float *kr = K.row(j), *vr = V.row(j);
+      vl sc = vl{}, dp = vl{};
+      for (int c = 0; c < D; c++) sc += kr[c] * qt[c];
+      if (P.bias.p) sc += bias_lanes(P, s, r0, 1, j, 0);
+      if (P.causal) sc = lane + (float)(r0 - j) >= vl{} ? sc : ninf;
+      for (int c = 0; c < DV; c++) dp += vr[c] * gt[c];
+      vl ds = exp2l(sc - l2) * (dp - dl);
+      for (int c = 0; c < D; c++) dq[c] += ds * kr[c];
+    }
+    scatter_rows<D>(dq, G.dq + seq_offset(G.dqs, s, P.H), G.dqs[2], r0, P.n, lsplat(P.scale));
+  }
+}
+
+// dk and dv with one lane per key: queries read row by row as broadcasts.
+template <int D, int DV>
+void small_dkv_seq(const Problem& P, const Grads& G, long s, const float* delta) {
+  const Rows Q = rows_of(P.q, s, P.H), K = rows_of(P.k, s, P.H), V = rows_of(P.v, s, P.H),
+             dO = rows_of(G.dout, s, P.H);
+  const float* lse = G.lse + s * P.n;
+  const vl lane = lane_index(), ninf = lsplat(-INFINITY);
+  for (long j0 = 0; j0 < P.m; j0 += kL) {
+    vl kt[D], vt[DV], dk[D], dv[DV];
+    gather_rows<D>(K, j0, P.m, P.scale * kLog2e, kt);
+    gather_rows<DV>(V, j0, P.m, 1.0f, vt);
+    for (int c = 0; c < D; c++) dk[c] = vl{};
+    for (int c = 0; c < DV; c++) dv[c] = vl{};
+    const vl keys = lane + (float)j0, valid = (lane + (float)(j0 - P.m) < vl{}) ? vl{} : ninf;
+    for (long i = P.causal ? j0 : 0; i < P.n; i++) {
+      const float *qr = Q.row(i), *gr = dO.row(i);
+      vl sc = valid, dp = vl{};
+      for (int c = 0; c < D; c++) sc += qr[c] * kt[c];
+      if (P.bias.p) sc += bias_lanes(P, s, i, 0, j0, 1);
+      if (P.causal) sc = keys <= (float)i ? sc : ninf;
+      for (int c = 0; c < DV; c++) dp += gr[c] * vt[c];
+      vl p = exp2l(sc - lse[i]), ds = p * (dp - delta[i]);
+      for (int c = 0; c < DV; c++) dv[c] += p * gr[c];
+      for (int c = 0; c < D; c++) dk[c] += ds * qr[c];
+    }
+    scatter_rows<D>(dk, G.dk + seq_offset(G.dks, s, P.H), G.dks[2], j0, P.m, lsplat(P.scale));
+    scatter_rows<DV>(dv, G.dv + seq_offset(G.dvs, s, P.H), G.dvs[2], j0, P.m, lsplat(1.0f));
+  }
+}
+
+template <int D, int DV>
+void small_forward_range(const Problem& P, float* out, float* lse, long s0, long s1) {
+  std::vector<float> St(P.m * kL);
+  for (long s = s0; s < s1; s++) small_forward_seq<D, DV>(P, s, out, lse, St.data());
+}
+
+template <int D, int DV>
+void small_backward_range(const Problem& P, const Grads& G, long s0, long s1) {
+  std::vector<float> delta(P.n);
+  for (long s = s0; s < s1; s++) {
+    const Rows O = rows_of(P.o, s, P.H), dO = rows_of(G.dout, s, P.H);
+    for (long i = 0; i < P.n; i++) {  // delta_i = o_i . do_i
+      float acc = 0.0f;
+      for (int c = 0; c < DV; c++) acc += O.row(i)[c] * dO.row(i)[c];
+      delta[i] = acc;
+    }
+    small_dq_seq<D, DV>(P, G, s, delta.data());
+    small_dkv_seq<D, DV>(P, G, s, delta.data());
+  }
+}
+
+// Head dims the small-head path is built for; it serves sequences longer than the lane path's.
+inline int small_heads(const Problem& P) {
+  if (P.d == P.dv && (P.d == 8 || P.d == 16)) return (int)P.d;
+  return 0;
+}
+
 template <class F>
 void parallel(const Problem& P, F&& body) {
   long total = P.B * P.H;
@@ -340,7 +796,14 @@ void st_attention_forward(const float* q, const int64_t* qs, const float* k, con
                           const int64_t* bs, long B, long H, long n, long m, long d, long dv, float scale, int causal,
                           int threads) {
   Problem P = problem(q, qs, k, ks, v, vs, out, os, bias, bs, B, H, n, m, d, dv, scale, causal, threads);
-  parallel(P, [&](long s0, long s1) { forward_range(P, out, lse, s0, s1); });
+  if (lanes_serve(P))
+    parallel(P, [&](long s0, long s1) { lane_forward_range(P, out, lse, s0, s1); });
+  else if (small_heads(P) == 8)
+    parallel(P, [&](long s0, long s1) { small_forward_range<8, 8>(P, out, lse, s0, s1); });
+  else if (small_heads(P) == 16)
+    parallel(P, [&](long s0, long s1) { small_forward_range<16, 16>(P, out, lse, s0, s1); });
+  else
+    parallel(P, [&](long s0, long s1) { forward_range(P, out, lse, s0, s1); });
 }
 
 void st_attention_backward(const float* q, const int64_t* qs, const float* k, const int64_t* ks, const float* v,
@@ -350,6 +813,13 @@ void st_attention_backward(const float* q, const int64_t* qs, const float* k, co
                            long H, long n, long m, long d, long dvv, float scale, int causal, int threads) {
   Problem P = problem(q, qs, k, ks, v, vs, out, os, bias, bs, B, H, n, m, d, dvv, scale, causal, threads);
   Grads G{{dout, dos}, lse, dq, dk, dv, dqs, dks, dvs};
-  parallel(P, [&](long s0, long s1) { backward_range(P, G, s0, s1); });
+  if (lanes_serve(P))
+    parallel(P, [&](long s0, long s1) { lane_backward_range(P, G, s0, s1); });
+  else if (small_heads(P) == 8)
+    parallel(P, [&](long s0, long s1) { small_backward_range<8, 8>(P, G, s0, s1); });
+  else if (small_heads(P) == 16)
+    parallel(P, [&](long s0, long s1) { small_backward_range<16, 16>(P, G, s0, s1); });
+  else
+    parallel(P, [&](long s0, long s1) { backward_range(P, G, s0, s1); });
 }
 }
