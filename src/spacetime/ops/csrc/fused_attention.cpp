@@ -525,13 +525,17 @@ void lane_forward(const Problem& P, long s, long g, LGroup& X) {
   lgemm(n, P.dv, m, LMat{X.S.data(), m, 1}, LMat{X.v.data(), P.dv, 1}, LMat{X.o.data(), P.dv, 1}, 1.0f, false);
 }
 
+void pack_qkv(const Problem& P, long s, long g, LGroup& X) {
+  pack_lanes(P.q, P.H, s, g, P.n, P.d, X.q.data());
+  pack_lanes(P.k, P.H, s, g, P.m, P.d, X.k.data());
+  pack_lanes(P.v, P.H, s, g, P.m, P.dv, X.v.data());
+}
+
 void lane_forward_range(const Problem& P, float* out, float* lse, long s0, long s1) {
   LGroup X(P, false);
   for (long s = s0; s < s1;) {
     long g = std::min((long)kL, s1 - s);
-    pack_lanes(P.q, P.H, s, g, P.n, P.d, X.q.data());
-    pack_lanes(P.k, P.H, s, g, P.m, P.d, X.k.data());
-    pack_lanes(P.v, P.H, s, g, P.m, P.dv, X.v.data());
+    pack_qkv(P, s, g, X);
     lane_forward(P, s, g, X);
     store_lanes(X.o.data(), out, P.o.s, P.H, s, g, P.n, P.dv);
     for (long l = 0; l < g; l++)
@@ -566,9 +570,7 @@ void lane_backward_range(const Problem& P, const Grads& G, long s0, long s1) {
   LGroup X(P, true);
   for (long s = s0; s < s1;) {
     long g = std::min((long)kL, s1 - s);
-    pack_lanes(P.q, P.H, s, g, P.n, P.d, X.q.data());
-    pack_lanes(P.k, P.H, s, g, P.m, P.d, X.k.data());
-    pack_lanes(P.v, P.H, s, g, P.m, P.dv, X.v.data());
+    pack_qkv(P, s, g, X);
     pack_lanes(P.o, P.H, s, g, P.n, P.dv, X.o.data());
     pack_lanes(G.dout, P.H, s, g, P.n, P.dv, X.go.data());
     std::fill(X.lse.begin(), X.lse.end(), INFINITY);
@@ -679,15 +681,15 @@ inline vl lanes_of(const float* x, long r0, long n, float fill) {  // x[r0 + l],
 // dq with one lane per query: p and dS recomputed key by key from the saved lse.
 template <int D, int DV>
 void small_dq_seq(const Problem& P, const Grads& G, long s, const float* delta) {
-  const Rows Q = rows_of(P.q, s, P.H), K = rows_of(P.k, s, P.H), V = rows_of(P.v, s, P.H),
-             dO = rows_of(G.dout, s, P.H);
+  const Rows Q = rows_of(P.q, s, P.H), K = rows_of(P.k, s, P.H), V = rows_of(P.v, s, P.H);
+  const Rows dO = rows_of(G.dout, s, P.H);
   const float* lse = G.lse + s * P.n;
-  const vl lane = lane_index(), ninf = lsplat(-INFINITY);
   for (long r0 = 0; r0 < P.n; r0 += kL) {
     vl qt[D], gt[DV], dq[D];
     gather_rows<D>(Q, r0, P.n, P.scale * kLog2e, qt);
     gather_rows<DV>(dO, r0, P.n, 1.0f, gt);
     const vl l2 = lanes_of(lse, r0, P.n, INFINITY), dl = lanes_of(delta, r0, P.n, 0.0f);
+    const vl ninf = lsplat(-INFINITY), lane = lane_index();
     for (int c = 0; c < D; c++) dq[c] = vl{};
     const long mend = P.causal ? std::min(P.m, r0 + kL) : P.m;
     for (long j = 0; j < mend; j++) {
@@ -707,17 +709,17 @@ void small_dq_seq(const Problem& P, const Grads& G, long s, const float* delta) 
 // dk and dv with one lane per key: queries read row by row as broadcasts.
 template <int D, int DV>
 void small_dkv_seq(const Problem& P, const Grads& G, long s, const float* delta) {
-  const Rows Q = rows_of(P.q, s, P.H), K = rows_of(P.k, s, P.H), V = rows_of(P.v, s, P.H),
-             dO = rows_of(G.dout, s, P.H);
+  const Rows Q = rows_of(P.q, s, P.H), K = rows_of(P.k, s, P.H), V = rows_of(P.v, s, P.H);
+  const Rows dO = rows_of(G.dout, s, P.H);
   const float* lse = G.lse + s * P.n;
-  const vl lane = lane_index(), ninf = lsplat(-INFINITY);
   for (long j0 = 0; j0 < P.m; j0 += kL) {
     vl kt[D], vt[DV], dk[D], dv[DV];
     gather_rows<D>(K, j0, P.m, P.scale * kLog2e, kt);
     gather_rows<DV>(V, j0, P.m, 1.0f, vt);
     for (int c = 0; c < D; c++) dk[c] = vl{};
     for (int c = 0; c < DV; c++) dv[c] = vl{};
-    const vl keys = lane + (float)j0, valid = (lane + (float)(j0 - P.m) < vl{}) ? vl{} : ninf;
+    const vl ninf = lsplat(-INFINITY), keys = lane_index() + (float)j0;
+    const vl valid = keys < (float)P.m ? vl{} : ninf;
     for (long i = P.causal ? j0 : 0; i < P.n; i++) {
       const float *qr = Q.row(i), *gr = dO.row(i);
       vl sc = valid, dp = vl{};
