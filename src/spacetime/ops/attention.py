@@ -20,15 +20,14 @@ Every attention pattern in spacetime ends in a call to :func:`attention`. It tak
 Dispatch when ``backend=None``: if a process-wide default was set with
 :func:`set_default_backend` or :func:`use_backend`, it is used for every call. Otherwise the
 rule is by shape, device and dtype. fp32 CPU calls go to ``"fused"`` when the kernel is built
-and serves them and either ``d <= FUSED_MAX_HEAD_DIM`` (8: small heads, any length) or
+and serves them and either ``d <= FUSED_MAX_HEAD_DIM`` (16: small heads, any length) or
 ``max(n, m) <= FUSED_MAX_LEN`` (64: short sequences, temporal attention's strided view or
 contiguous). That is where it measured faster than the torch path it replaces, forward +
 backward, alternating in one process (``python benchmarks/kernel_dispatch.py``, table in
-``benchmarks/kernel_dispatch.md``): head_dim 8, n = 16-512: 0.28-0.72x the time of
-``short``/SDPA; n <= 32 (the kernel's one-sequence-per-SIMD-lane path): 0.40-0.93x on 2
-threads, 0.59-1.07x on one; n = 64: 0.52-0.97x (contiguous d = 64 on one thread: 1.10x).
-From n = 128 on with d >= 16 the kernel lost (up to 1.5x: MKL's tiles are larger), so those
-calls keep SDPA.
+``benchmarks/kernel_dispatch.md``): head_dim 8 and 16 at n = 16-512: 0.25-0.80x the time of
+``short``/SDPA on 2 threads, 0.28-1.08x on one (1.08: d = 16, n = 16); n <= 64 with larger
+heads: 0.57-0.99x on 2 threads, 0.52-1.08x on one. From n = 128 on with d >= 32 the kernel
+lost (up to 1.6x: MKL's tiles are larger), so those calls keep SDPA.
 Without the kernel, fp32 CPU calls with ``n, m <= SHORT_MAX_LEN`` (32) go to ``"short"``.
 Everything else goes to ``"sdpa"``; ``backend="sdpa"`` always forces it. Under ``torch.compile``
 the rule is the one without the kernel (dynamo cannot trace its ``ctypes`` call).
@@ -73,7 +72,7 @@ DEFAULT_BATCH_LIMIT = 65_535
 SHORT_MAX_LEN = 32
 
 #: ``backend=None`` sends fp32 CPU calls to ``"fused"`` when the head dim is at most this ...
-FUSED_MAX_HEAD_DIM = 8
+FUSED_MAX_HEAD_DIM = 16
 #: ... or ``max(n, m)`` is at most this (module doc).
 FUSED_MAX_LEN = 64
 

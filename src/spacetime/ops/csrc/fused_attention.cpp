@@ -678,19 +678,20 @@ inline vl lanes_of(const float* x, long r0, long n, float fill) {  // x[r0 + l],
   return r;
 }
 
-// dq with one lane per query: p and dS recomputed key by key from the saved lse.
+// dq with one lane per query: p and dS recomputed key by key from the saved lse, written to dss
+// in a first sweep over the keys (q and the output gradient in registers) and summed into dq in
+// a second (the dq sums in registers).
 template <int D, int DV>
-void small_dq_seq(const Problem& P, const Grads& G, long s, const float* delta) {
+void small_dq_seq(const Problem& P, const Grads& G, long s, const float* delta, float* dss) {
   const Rows Q = rows_of(P.q, s, P.H), K = rows_of(P.k, s, P.H), V = rows_of(P.v, s, P.H);
   const Rows dO = rows_of(G.dout, s, P.H);
   const float* lse = G.lse + s * P.n;
   for (long r0 = 0; r0 < P.n; r0 += kL) {
-    vl qt[D], gt[DV], dq[D];
+    vl qt[D], gt[DV];
     gather_rows<D>(Q, r0, P.n, P.scale * kLog2e, qt);
     gather_rows<DV>(dO, r0, P.n, 1.0f, gt);
     const vl l2 = lanes_of(lse, r0, P.n, INFINITY), dl = lanes_of(delta, r0, P.n, 0.0f);
     const vl ninf = lsplat(-INFINITY), lane = lane_index();
-    for (int c = 0; c < D; c++) dq[c] = vl{};
     const long mend = P.causal ? std::min(P.m, r0 + kL) : P.m;
     for (long j = 0; j < mend; j++) {
       const float *kr = K.row(j), *vr = V.row(j);
@@ -699,35 +700,51 @@ void small_dq_seq(const Problem& P, const Grads& G, long s, const float* delta) 
       if (P.bias.p) sc += bias_lanes(P, s, r0, 1, j, 0);
       if (P.causal) sc = lane + (float)(r0 - j) >= vl{} ? sc : ninf;
       for (int c = 0; c < DV; c++) dp += vr[c] * gt[c];
-      vl ds = exp2l(sc - l2) * (dp - dl);
+      lst(dss + j * kL, exp2l(sc - l2) * (dp - dl));
+    }
+    vl dq[D];
+    for (int c = 0; c < D; c++) dq[c] = vl{};
+    for (long j = 0; j < mend; j++) {
+      const float* kr = K.row(j);
+      const vl ds = lld(dss + j * kL);
       for (int c = 0; c < D; c++) dq[c] += ds * kr[c];
     }
     scatter_rows<D>(dq, G.dq + seq_offset(G.dqs, s, P.H), G.dqs[2], r0, P.n, lsplat(P.scale));
   }
 }
 
-// dk and dv with one lane per key: queries read row by row as broadcasts.
+// dk and dv with one lane per key: queries read row by row as broadcasts. Two sweeps over the
+// queries, so that neither holds more than two head's worth of vectors in registers: the first
+// keeps k and v and writes each query's p and dS, the second keeps the dk and dv sums.
 template <int D, int DV>
-void small_dkv_seq(const Problem& P, const Grads& G, long s, const float* delta) {
+void small_dkv_seq(const Problem& P, const Grads& G, long s, const float* delta, float* ps, float* dss) {
   const Rows Q = rows_of(P.q, s, P.H), K = rows_of(P.k, s, P.H), V = rows_of(P.v, s, P.H);
   const Rows dO = rows_of(G.dout, s, P.H);
   const float* lse = G.lse + s * P.n;
   for (long j0 = 0; j0 < P.m; j0 += kL) {
-    vl kt[D], vt[DV], dk[D], dv[DV];
+    vl kt[D], vt[DV];
     gather_rows<D>(K, j0, P.m, P.scale * kLog2e, kt);
     gather_rows<DV>(V, j0, P.m, 1.0f, vt);
-    for (int c = 0; c < D; c++) dk[c] = vl{};
-    for (int c = 0; c < DV; c++) dv[c] = vl{};
     const vl ninf = lsplat(-INFINITY), keys = lane_index() + (float)j0;
     const vl valid = keys < (float)P.m ? vl{} : ninf;
-    for (long i = P.causal ? j0 : 0; i < P.n; i++) {
+    const long i0 = P.causal ? j0 : 0;
+    for (long i = i0; i < P.n; i++) {
       const float *qr = Q.row(i), *gr = dO.row(i);
       vl sc = valid, dp = vl{};
       for (int c = 0; c < D; c++) sc += qr[c] * kt[c];
       if (P.bias.p) sc += bias_lanes(P, s, i, 0, j0, 1);
       if (P.causal) sc = keys <= (float)i ? sc : ninf;
       for (int c = 0; c < DV; c++) dp += gr[c] * vt[c];
-      vl p = exp2l(sc - lse[i]), ds = p * (dp - delta[i]);
+      vl p = exp2l(sc - lse[i]);
+      lst(ps + i * kL, p);
+      lst(dss + i * kL, p * (dp - delta[i]));
+    }
+    vl dk[D], dv[DV];
+    for (int c = 0; c < D; c++) dk[c] = vl{};
+    for (int c = 0; c < DV; c++) dv[c] = vl{};
+    for (long i = i0; i < P.n; i++) {
+      const float *qr = Q.row(i), *gr = dO.row(i);
+      const vl p = lld(ps + i * kL), ds = lld(dss + i * kL);
       for (int c = 0; c < DV; c++) dv[c] += p * gr[c];
       for (int c = 0; c < D; c++) dk[c] += ds * qr[c];
     }
@@ -744,7 +761,7 @@ void small_forward_range(const Problem& P, float* out, float* lse, long s0, long
 
 template <int D, int DV>
 void small_backward_range(const Problem& P, const Grads& G, long s0, long s1) {
-  std::vector<float> delta(P.n);
+  std::vector<float> delta(P.n), ps(P.n * kL), dss(std::max(P.n, P.m) * kL);
   for (long s = s0; s < s1; s++) {
     const Rows O = rows_of(P.o, s, P.H), dO = rows_of(G.dout, s, P.H);
     for (long i = 0; i < P.n; i++) {  // delta_i = o_i . do_i
@@ -752,8 +769,8 @@ void small_backward_range(const Problem& P, const Grads& G, long s0, long s1) {
       for (int c = 0; c < DV; c++) acc += O.row(i)[c] * dO.row(i)[c];
       delta[i] = acc;
     }
-    small_dq_seq<D, DV>(P, G, s, delta.data());
-    small_dkv_seq<D, DV>(P, G, s, delta.data());
+    small_dq_seq<D, DV>(P, G, s, delta.data(), dss.data());
+    small_dkv_seq<D, DV>(P, G, s, delta.data(), ps.data(), dss.data());
   }
 }
 
