@@ -124,8 +124,8 @@ def test_dispatch_rule_sends_small_heads_and_short_sequences_to_fused():
         assert select_backend(*qk(16, 32, strided=True)) == "fused"
     finally:
         torch.set_num_threads(threads)
-    assert select_backend(*qk(128, 16)) == "fused"
-    assert select_backend(*qk(128, 24)) == "sdpa"
+    assert select_backend(*qk(1024, 16)) == "fused"
+    assert select_backend(*qk(1024, 24)) == "sdpa"
     assert select_backend(*qk(1024, 32)) == "sdpa"
     assert select_backend(*qk(32, 12, strided=True)) == "short"  # head dim not a multiple of 8
     assert select_backend(*qk(32, 32, strided=True), dropout_p=0.1) == "short"

@@ -21,13 +21,14 @@ Dispatch when ``backend=None``: if a process-wide default was set with
 :func:`set_default_backend` or :func:`use_backend`, it is used for every call. Otherwise the
 rule is by shape, device and dtype. fp32 CPU calls go to ``"fused"`` when the kernel is built
 and serves them and either ``d <= FUSED_MAX_HEAD_DIM`` (16: small heads, any length) or
-``max(n, m) <= FUSED_MAX_LEN`` (64: short sequences, temporal attention's strided view or
-contiguous). That is where it measured faster than the torch path it replaces, forward +
-backward, alternating in one process (``python benchmarks/kernel_dispatch.py``, table in
-``benchmarks/kernel_dispatch.md``): head_dim 8 and 16 at n = 16-512: 0.25-0.80x the time of
-``short``/SDPA on 2 threads, 0.28-1.08x on one (1.08: d = 16, n = 16); n <= 64 with larger
-heads: 0.57-0.99x on 2 threads, 0.52-1.08x on one. From n = 128 on with d >= 32 the kernel
-lost (up to 1.6x: MKL's tiles are larger), so those calls keep SDPA.
+``max(n, m) <= FUSED_MAX_LEN`` (512: temporal attention's strided view, windows, spatial
+attention over small frames). That is where it measured faster than the torch path it replaces,
+forward + backward, alternating in one process (``python benchmarks/kernel_dispatch.py``, table
+in ``benchmarks/kernel_dispatch.md``): 0.25-0.89x the time of ``short``/SDPA on 2 threads at
+every shape of the table (head dims 8-64, n = 8-512), 0.30-0.96x on one thread but for temporal
+attention with d = 64 at T = 8 (1.15x). Longer sequences with larger heads keep SDPA: at 1024
+tokens with head_dim 32 the kernel ties with it, at 4096 tokens over four sequences it loses
+(``benchmarks/attention.py``).
 Without the kernel, fp32 CPU calls with ``n, m <= SHORT_MAX_LEN`` (32) go to ``"short"``.
 Everything else goes to ``"sdpa"``; ``backend="sdpa"`` always forces it. Under ``torch.compile``
 the rule is the one without the kernel (dynamo cannot trace its ``ctypes`` call).
@@ -74,7 +75,7 @@ SHORT_MAX_LEN = 32
 #: ``backend=None`` sends fp32 CPU calls to ``"fused"`` when the head dim is at most this ...
 FUSED_MAX_HEAD_DIM = 16
 #: ... or ``max(n, m)`` is at most this (module doc).
-FUSED_MAX_LEN = 64
+FUSED_MAX_LEN = 512
 
 Backend = Callable[[Tensor, Tensor, Tensor, "Tensor | None", bool, float, float], Tensor]
 

@@ -11,7 +11,7 @@
 //   small  (d = dv = 8 or 16, longer sequences): one lane per query (forward, dq) or per key
 //          (dk, dv); a head's channels are register-resident, rows are read as broadcasts.
 //   blocked (everything else): one thread owns whole sequences; for each block of queries the
-//          scores stay in L1/L2 and register-tiled products run on 8-float vectors.
+//          scores stay in L1/L2; register-tiled products (8 x 32 on 16-float vectors with AVX-512).
 //
 // Everything is plain C++ with GCC vector extensions: 16-float vectors where AVX-512 is on,
 // 8-float ones otherwise.
@@ -71,7 +71,8 @@ inline v8 exp2v(v8 x) {
 }
 
 // C (R x N, ldc) = alpha * A @ B (+ C when acc). A(r, k) = A[r*ar + k*ak]; B (K x N) has row
-// stride ldb and N % 8 == 0. Register tile: ROWS x 16 (or x 8 at the edge).
+// stride ldb and N % 8 == 0. Register tile: ROWS x 16 (or x 8 at the edge); with AVX-512, 8 x 32
+// on 16-float vectors first (wide_tile).
 template <int ROWS, int COLS>
 inline void tile(int K, const float* A, long ar, long ak, const float* B, long ldb, float* C, long ldc,
                  float alpha, bool acc) {
@@ -95,10 +96,39 @@ inline void tile(int K, const float* A, long ar, long ak, const float* B, long l
     }
 }
 
+#if defined(__AVX512F__)
+typedef float w16 __attribute__((vector_size(64)));
+typedef float w16u __attribute__((vector_size(64), aligned(4)));
+
+// tile() on 16-float vectors: ROWS x 32 columns.
+template <int ROWS>
+inline void wide_tile(int K, const float* A, long ar, long ak, const float* B, long ldb, float* C, long ldc,
+                      float alpha, bool acc) {
+  w16 c[ROWS][2];
+  for (int i = 0; i < ROWS; i++) c[i][0] = c[i][1] = w16{};
+  for (int kk = 0; kk < K; kk++) {
+    const w16 b0 = *reinterpret_cast<const w16u*>(B + kk * ldb), b1 = *reinterpret_cast<const w16u*>(B + kk * ldb + 16);
+    for (int i = 0; i < ROWS; i++) {
+      const float a = A[i * ar + kk * ak];
+      c[i][0] += a * b0;
+      c[i][1] += a * b1;
+    }
+  }
+  for (int i = 0; i < ROWS; i++)
+    for (int j = 0; j < 2; j++) {
+      w16u* p = reinterpret_cast<w16u*>(C + i * ldc + 16 * j);
+      *p = acc ? *p + alpha * c[i][j] : alpha * c[i][j];
+    }
+}
+#endif
+
 template <int ROWS>
 inline void row_panel(int N, int K, const float* A, long ar, long ak, const float* B, long ldb, float* C, long ldc,
                       float alpha, bool acc) {
   int n0 = 0;
+#if defined(__AVX512F__)
+  for (; n0 + 32 <= N; n0 += 32) wide_tile<ROWS>(K, A, ar, ak, B + n0, ldb, C + n0, ldc, alpha, acc);
+#endif
   for (; n0 + 16 <= N; n0 += 16) tile<ROWS, 16>(K, A, ar, ak, B + n0, ldb, C + n0, ldc, alpha, acc);
   if (n0 < N) tile<ROWS, 8>(K, A, ar, ak, B + n0, ldb, C + n0, ldc, alpha, acc);
 }
@@ -106,6 +136,9 @@ inline void row_panel(int N, int K, const float* A, long ar, long ak, const floa
 void gemm(int R, int N, int K, const float* A, long ar, long ak, const float* B, long ldb, float* C, long ldc,
           float alpha, bool acc) {
   int r = 0;
+#if defined(__AVX512F__)  // 8 x 32 tiles: 16 accumulators of the 32 registers (AVX2 has 16 in all)
+  for (; r + 8 <= R; r += 8) row_panel<8>(N, K, A + r * ar, ar, ak, B, ldb, C + r * ldc, ldc, alpha, acc);
+#endif
   for (; r + 4 <= R; r += 4) row_panel<4>(N, K, A + r * ar, ar, ak, B, ldb, C + r * ldc, ldc, alpha, acc);
   for (; r < R; r++) row_panel<1>(N, K, A + r * ar, ar, ak, B, ldb, C + r * ldc, ldc, alpha, acc);
 }
