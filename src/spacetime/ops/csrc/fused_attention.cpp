@@ -583,15 +583,15 @@ void lane_backward(const Problem& P, long s, long g, LGroup& X) {
   lgemm(n, m, dv, LMat{X.go.data(), dv, 1}, LMat{X.v.data(), 1, dv}, LMat{X.dP.data(), m, 1}, 1.0f, false);
   for (long i = 0; i < n; i++) {
     const vl lv = lld(X.lse.data() + i * kL);  // inf in a lane with no key: p = 0 there
-    vl delta = vl{};
-    for (long c = 0; c < dv; c++) delta += lld(X.o.data() + (i * dv + c) * kL) * lld(X.go.data() + (i * dv + c) * kL);
+    float* sp = X.S.data() + i * m * kL;
+    float* dp = X.dP.data() + i * m * kL;
+    vl delta = vl{};  // o_i . do_i, as sum_j p_ij dP_ij: the output need not be read
     for (long j = 0; j < m; j++) {
-      float* sp = X.S.data() + (i * m + j) * kL;
-      float* dp = X.dP.data() + (i * m + j) * kL;
-      vl p = exp2l(lld(sp) - lv);
-      lst(sp, p);
-      lst(dp, p * (lld(dp) - delta));  // d loss / d logit
+      vl p = exp2l(lld(sp + j * kL) - lv);
+      lst(sp + j * kL, p);
+      delta += p * lld(dp + j * kL);
     }
+    for (long j = 0; j < m; j++) lst(dp + j * kL, lld(sp + j * kL) * (lld(dp + j * kL) - delta));  // d loss / d logit
   }
   LMat St{X.S.data(), 1, m}, dS{X.dP.data(), m, 1}, dSt{X.dP.data(), 1, m};
   lgemm(n, d, m, dS, LMat{X.k.data(), d, 1}, LMat{X.dq.data(), d, 1}, P.scale, false);
@@ -604,7 +604,6 @@ void lane_backward_range(const Problem& P, const Grads& G, long s0, long s1) {
   for (long s = s0; s < s1;) {
     long g = std::min((long)kL, s1 - s);
     pack_qkv(P, s, g, X);
-    pack_lanes(P.o, P.H, s, g, P.n, P.dv, X.o.data());
     pack_lanes(G.dout, P.H, s, g, P.n, P.dv, X.go.data());
     std::fill(X.lse.begin(), X.lse.end(), INFINITY);
     for (long l = 0; l < g; l++)
