@@ -47,6 +47,49 @@ inline float hsum(v8 x) {
   return r;
 }
 
+// Vectors of kL floats: 16 with AVX-512, 8 otherwise (the lane path's width, and the block
+// size of the in-register transposes).
+#if defined(__AVX512F__)
+constexpr int kL = 16;
+constexpr int kTR = 4;  // register tile rows x cols of the lane products (32 vector registers)
+#else
+constexpr int kL = 8;
+constexpr int kTR = 2;  // 16 vector registers
+#endif
+constexpr int kTC = 4;
+typedef float vl __attribute__((vector_size(kL * 4)));
+typedef float vlu __attribute__((vector_size(kL * 4), aligned(4)));
+typedef int32_t il __attribute__((vector_size(kL * 4)));
+
+inline vl lld(const float* p) { return *reinterpret_cast<const vlu*>(p); }
+inline void lst(float* p, vl x) { *reinterpret_cast<vlu*>(p) = x; }
+inline vl lsplat(float x) { return vl{} + x; }
+inline vl vmaxl(vl a, vl b) { return a > b ? a : b; }
+
+// a (kL x kL, one row per vector) transposed in place: log2(kL) stages, each swapping the
+// off-diagonal H x H blocks of every 2H x 2H block (two-input shuffles).
+template <int H>
+inline void swap_blocks(vl* a) {
+  il lo, hi;
+  for (int j = 0; j < kL; j++) {
+    lo[j] = (j & H) ? kL + j - H : j;
+    hi[j] = (j & H) ? kL + j : j + H;
+  }
+  for (int i = 0; i < kL; i++)
+    if (!(i & H)) {
+      vl x = a[i], y = a[i + H];
+      a[i] = __builtin_shuffle(x, y, lo);
+      a[i + H] = __builtin_shuffle(x, y, hi);
+    }
+}
+
+inline void transpose_lanes(vl* a) {
+  if constexpr (kL == 16) swap_blocks<8>(a);
+  swap_blocks<4>(a);
+  swap_blocks<2>(a);
+  swap_blocks<1>(a);
+}
+
 // 2^x for x <= 0 (larger x is not produced here): 1 ulp-level polynomial; x < -126 gives 0
 // (so a masked key, -inf, has probability exactly 0).
 inline v8 exp2v(v8 x) {
@@ -219,12 +262,20 @@ long group_size(const Problem& P) {
   return std::max(1L, std::min(16L, 8192 / per));
 }
 
-// kt (d x mp): packed k (m x d) transposed, zero-padded keys.
+// kt (d x mp): packed k (m x d) transposed, zero-padded keys; whole kL x kL blocks through
+// registers (transpose_lanes), the edges element by element.
 void transpose_keys(const float* k, long m, long d, float* kt) {
-  long mp = round8(m);
+  long mp = round8(m), mf = m / kL * kL, df = d / kL * kL;
   for (long c = 0; c < d; c++) std::fill(kt + c * mp + m, kt + (c + 1) * mp, 0.0f);
+  for (long j0 = 0; j0 < mf; j0 += kL)
+    for (long c0 = 0; c0 < df; c0 += kL) {
+      vl a[kL];
+      for (long l = 0; l < kL; l++) a[l] = lld(k + (j0 + l) * d + c0);
+      transpose_lanes(a);
+      for (long c = 0; c < kL; c++) lst(kt + (c0 + c) * mp + j0, a[c]);
+    }
   for (long j = 0; j < m; j++)
-    for (long c = 0; c < d; c++) kt[c * mp + j] = k[j * d + c];
+    for (long c = (j < mf ? df : 0); c < d; c++) kt[c * mp + j] = k[j * d + c];
 }
 
 struct Group {  // one group's packed operands and outputs (see pack_group)
@@ -353,22 +404,6 @@ void backward_range(const Problem& P, const Grads& G, long s0, long s1) {
 // every product, the softmax and the backward are plain vector arithmetic with no horizontal
 // step and no tile edge left idle, whatever T is. The scores of a group stay in L1/L2.
 
-#if defined(__AVX512F__)
-constexpr int kL = 16;
-constexpr int kTR = 4;  // register tile rows x cols of the lane products (32 vector registers)
-#else
-constexpr int kL = 8;
-constexpr int kTR = 2;  // 16 vector registers
-#endif
-constexpr int kTC = 4;
-typedef float vl __attribute__((vector_size(kL * 4)));
-typedef float vlu __attribute__((vector_size(kL * 4), aligned(4)));
-typedef int32_t il __attribute__((vector_size(kL * 4)));
-
-inline vl lld(const float* p) { return *reinterpret_cast<const vlu*>(p); }
-inline void lst(float* p, vl x) { *reinterpret_cast<vlu*>(p) = x; }
-inline vl lsplat(float x) { return vl{} + x; }
-inline vl vmaxl(vl a, vl b) { return a > b ? a : b; }
 
 inline vl exp2l(vl x) {  // exp2v for kL lanes (same polynomial)
   const vl lo = lsplat(-126.0f);
@@ -429,29 +464,6 @@ void lgemm(long R, long N, long K, const LMat& A, const LMat& B, const LMat& C, 
   for (; r0 < R; r0++) lrow<1>(N, K, A, B, C, r0, alpha, acc);
 }
 
-// a (kL x kL, one row per vector) transposed in place: log2(kL) stages, each swapping the
-// off-diagonal H x H blocks of every 2H x 2H block (two-input shuffles).
-template <int H>
-inline void swap_blocks(vl* a) {
-  il lo, hi;
-  for (int j = 0; j < kL; j++) {
-    lo[j] = (j & H) ? kL + j - H : j;
-    hi[j] = (j & H) ? kL + j : j + H;
-  }
-  for (int i = 0; i < kL; i++)
-    if (!(i & H)) {
-      vl x = a[i], y = a[i + H];
-      a[i] = __builtin_shuffle(x, y, lo);
-      a[i + H] = __builtin_shuffle(x, y, hi);
-    }
-}
-
-inline void transpose_lanes(vl* a) {
-  if constexpr (kL == 16) swap_blocks<8>(a);
-  swap_blocks<4>(a);
-  swap_blocks<2>(a);
-  swap_blocks<1>(a);
-}
 
 // Where sequence s (= batch * H + head) of a (b, heads, rows, cols) view starts.
 inline long seq_offset(const int64_t* st, long s, long H) { return (s / H) * st[0] + (s % H) * st[1]; }
