@@ -78,9 +78,11 @@ def test_fused_equals_math_in_fp64(shape, kind):
 
 @needs_kernel
 @pytest.mark.parametrize("kind", ["none", "causal+bool"])
-@pytest.mark.parametrize("shape", [(2, 3, 19, 19, 16, 16), (2, 37, 5, 7, 8, 16)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", [(2, 3, 19, 19, 16, 16), (2, 37, 5, 7, 8, 16), (2, 3, 67, 40, 32, 32),
+                                   (1, 3, 45, 45, 16, 16)], ids=lambda s: "x".join(map(str, s)))
 def test_fused_reads_strided_inputs(kind, shape):
-    # the second shape: packed groups of heads side by side, a partial last group, a batch boundary
+    # one shape per path: lanes, blocked with packed groups of heads side by side (a partial last group, a batch
+    # boundary), blocked with longer rows, small heads
     got = run("fused", shape, kind, layout="strided")
     want = run("math", shape, kind, layout="strided", dtype=torch.float64)
     for a, b in zip(got, want, strict=True):
