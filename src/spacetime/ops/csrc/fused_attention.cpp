@@ -113,6 +113,25 @@ inline v8 exp2v(v8 x) {
   return (v8)((i8)r & keep);
 }
 
+inline vl exp2_lanes(vl x) {  // exp2v for kL lanes (same polynomial)
+  const vl lo = lsplat(-126.0f);
+  il keep = x >= lo;
+  x = x > lo ? x : lo;
+  const vl magic = lsplat(12582912.0f);
+  vl t = x + magic;
+  vl f = x - (t - magic);
+  il n = (il)t - (il)magic;
+  vl p = lsplat(1.5403530e-4f);
+  p = p * f + 1.3333558e-3f;
+  p = p * f + 9.6181291e-3f;
+  p = p * f + 5.5504109e-2f;
+  p = p * f + 2.4022651e-1f;
+  p = p * f + 6.9314718e-1f;
+  p = p * f + 1.0f;
+  vl r = p * (vl)((n + 127) << 23);
+  return (vl)((il)r & keep);
+}
+
 // C (R x N, ldc) = alpha * A @ B (+ C when acc). A(r, k) = A[r*ar + k*ak]; B (K x N) has row
 // stride ldb and N % 8 == 0. Register tile: ROWS x 16 (or x 8 at the edge); with AVX-512, 8 x 32
 // on 16-float vectors first (wide_tile).
@@ -283,31 +302,44 @@ struct Group {  // one group's packed operands and outputs (see pack_group)
 };
 
 // One sequence's forward from packed q, k, v into packed o; S and kt are scratch.
+// One row of base-2 logits (mb, a multiple of 8) in place to exp2(x - max); its log2-sum-exp to
+// *lse (inf when every key is masked); returns 1 / sum (0 then).
+float softmax_numerators(float* row, long mb, float* lse) {
+  const long wide = mb / kL * kL;
+  vl mxl = lsplat(-INFINITY), suml = vl{};
+  for (long j = 0; j < wide; j += kL) mxl = vmaxl(mxl, lld(row + j));
+  float mx = -INFINITY;
+  for (int l = 0; l < kL; l++) mx = std::max(mx, mxl[l]);
+  for (long j = wide; j < mb; j += kW) mx = std::max(mx, hmax(ld(row + j)));
+  const float m_ = std::isinf(mx) ? 0.0f : mx;
+  for (long j = 0; j < wide; j += kL) {
+    vl e = exp2_lanes(lld(row + j) - m_);
+    lst(row + j, e);
+    suml += e;
+  }
+  float total = 0.0f;
+  for (int l = 0; l < kL; l++) total += suml[l];
+  for (long j = wide; j < mb; j += kW) {
+    v8 e = exp2v(ld(row + j) - splat(m_));
+    st(row + j, e);
+    total += hsum(e);
+  }
+  *lse = total > 0.0f ? m_ + std::log2(total) : INFINITY;
+  return total > 0.0f ? 1.0f / total : 0.0f;
+}
+
 void forward_one(const Problem& P, long b, long h, const float* q, const float* k, const float* v, float* o,
                  float* lse, float* kt, float* S) {
   const long qb = block_rows(P);
+  std::vector<float> inv(qb);
   transpose_keys(k, P.m, P.d, kt);
   for (long r0 = 0; r0 < P.n; r0 += qb) {
     long rows = std::min(qb, P.n - r0), mb = key_extent(P, r0, rows);
     logits(P, b, h, r0, rows, mb, q, kt, S);
-    for (long r = 0; r < rows; r++) {  // softmax numerators and each row's log2-sum-exp
-      float* row = S + r * mb;
-      v8 mx = splat(-INFINITY);
-      for (long j = 0; j < mb; j += kW) mx = vmax(mx, ld(row + j));
-      float m_ = hmax(mx);
-      v8 sum = splat(0.0f);
-      const v8 mv = splat(std::isinf(m_) ? 0.0f : m_);
-      for (long j = 0; j < mb; j += kW) {
-        v8 e = exp2v(ld(row + j) - mv);
-        st(row + j, e);
-        sum += e;
-      }
-      float total = hsum(sum);
-      lse[r0 + r] = total > 0.0f ? m_ + std::log2(total) : INFINITY;
-      float inv = total > 0.0f ? 1.0f / total : 0.0f;
-      for (long j = 0; j < mb; j += kW) st(row + j, ld(row + j) * splat(inv));
-    }
+    for (long r = 0; r < rows; r++) inv[r] = softmax_numerators(S + r * mb, mb, lse + r0 + r);
     gemm(rows, P.dv, mb < P.m ? mb : P.m, S, mb, 1, v, P.dv, o + r0 * P.dv, P.dv, 1.0f, false);
+    for (long r = 0; r < rows; r++)  // normalized after the product: dv multiplies a row instead of mb
+      for (long c = 0; c < P.dv; c += kW) st(o + (r0 + r) * P.dv + c, ld(o + (r0 + r) * P.dv + c) * splat(inv[r]));
   }
 }
 
@@ -351,13 +383,19 @@ void backward_block(const Problem& P, long b, long h, long r0, long rows, const 
     const float* grow = go + r * P.dv;
     v8 acc = splat(0.0f);
     for (long c = 0; c < P.dv; c += kW) acc += ld(orow + c) * ld(grow + c);
-    const v8 delta = splat(hsum(acc)), lv = splat(std::isinf(l) ? 0.0f : l);
+    const float delta = hsum(acc), lv = l;  // lv = inf (a query with no key): exp2(x - inf) = 0
     float* srow = S + r * mb;
     float* drow = dP + r * mb;
-    for (long j = 0; j < mb; j += kW) {
-      v8 p = std::isinf(l) ? splat(0.0f) : exp2v(ld(srow + j) - lv);
+    const long wide = mb / kL * kL;
+    for (long j = 0; j < wide; j += kL) {
+      vl p = exp2_lanes(lld(srow + j) - lv);
+      lst(srow + j, p);
+      lst(drow + j, p * (lld(drow + j) - delta));  // d loss / d logit
+    }
+    for (long j = wide; j < mb; j += kW) {
+      v8 p = exp2v(ld(srow + j) - splat(lv));
       st(srow + j, p);
-      st(drow + j, p * (ld(drow + j) - delta));  // d loss / d logit
+      st(drow + j, p * (ld(drow + j) - splat(delta)));
     }
   }
   gemm(rows, P.d, mr, dP, mb, 1, X.k, P.d, X.dq + r0 * P.d, P.d, P.scale, false);
@@ -405,24 +443,6 @@ void backward_range(const Problem& P, const Grads& G, long s0, long s1) {
 // step and no tile edge left idle, whatever T is. The scores of a group stay in L1/L2.
 
 
-inline vl exp2l(vl x) {  // exp2v for kL lanes (same polynomial)
-  const vl lo = lsplat(-126.0f);
-  il keep = x >= lo;
-  x = x > lo ? x : lo;
-  const vl magic = lsplat(12582912.0f);
-  vl t = x + magic;
-  vl f = x - (t - magic);
-  il n = (il)t - (il)magic;
-  vl p = lsplat(1.5403530e-4f);
-  p = p * f + 1.3333558e-3f;
-  p = p * f + 9.6181291e-3f;
-  p = p * f + 5.5504109e-2f;
-  p = p * f + 2.4022651e-1f;
-  p = p * f + 6.9314718e-1f;
-  p = p * f + 1.0f;
-  vl r = p * (vl)((n + 127) << 23);
-  return (vl)((il)r & keep);
-}
 
 // A lane matrix: element (r, c) is the vector at p + (r * rs + c * cs) * kL.
 struct LMat {
@@ -559,7 +579,7 @@ void lane_forward(const Problem& P, long s, long g, LGroup& X) {
     for (long j = 0; j < m; j++) mx = vmaxl(mx, lld(row + j * kL));
     mx = mx > lsplat(-INFINITY) ? mx : vl{};
     for (long j = 0; j < m; j++) {
-      vl e = exp2l(lld(row + j * kL) - mx);
+      vl e = exp2_lanes(lld(row + j * kL) - mx);
       lst(row + j * kL, e);
       sum += e;
     }
@@ -599,7 +619,7 @@ void lane_backward(const Problem& P, long s, long g, LGroup& X) {
     float* dp = X.dP.data() + i * m * kL;
     vl delta = vl{};  // o_i . do_i, as sum_j p_ij dP_ij: the output need not be read
     for (long j = 0; j < m; j++) {
-      vl p = exp2l(lld(sp + j * kL) - lv);
+      vl p = exp2_lanes(lld(sp + j * kL) - lv);
       lst(sp + j * kL, p);
       delta += p * lld(dp + j * kL);
     }
@@ -705,7 +725,7 @@ void small_forward_seq(const Problem& P, long s, float* out, float* lse, float* 
     mx = mx > ninf ? mx : vl{};  // a query with no key: p = 0, output 0, lse = inf
     for (int c = 0; c < DV; c++) acc[c] = vl{};
     for (long j = 0; j < mend; j++) {
-      vl p = exp2l(lld(St + j * kL) - mx);
+      vl p = exp2_lanes(lld(St + j * kL) - mx);
       sum += p;
       const float* vr = V.row(j);
       for (int c = 0; c < DV; c++) acc[c] += p * vr[c];
@@ -744,7 +764,7 @@ void small_dq_seq(const Problem& P, const Grads& G, long s, const float* delta, 
       if (P.bias.p) sc += bias_lanes(P, s, r0, 1, j, 0);
       if (P.causal) sc = lane + (float)(r0 - j) >= vl{} ? sc : ninf;
       for (int c = 0; c < DV; c++) dp += vr[c] * gt[c];
-      lst(dss + j * kL, exp2l(sc - l2) * (dp - dl));
+      lst(dss + j * kL, exp2_lanes(sc - l2) * (dp - dl));
     }
     vl dq[D];
     for (int c = 0; c < D; c++) dq[c] = vl{};
@@ -779,7 +799,7 @@ void small_dkv_seq(const Problem& P, const Grads& G, long s, const float* delta,
       if (P.bias.p) sc += bias_lanes(P, s, i, 0, j0, 1);
       if (P.causal) sc = keys <= (float)i ? sc : ninf;
       for (int c = 0; c < DV; c++) dp += gr[c] * vt[c];
-      vl p = exp2l(sc - lse[i]);
+      vl p = exp2_lanes(sc - lse[i]);
       lst(ps + i * kL, p);
       lst(dss + i * kL, p * (dp - delta[i]));
     }
