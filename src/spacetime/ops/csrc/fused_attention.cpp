@@ -742,14 +742,24 @@ inline vl lanes_of(const float* x, long r0, long n, float fill) {  // x[r0 + l],
   return r;
 }
 
+struct SeqRows {  // one sequence's rows of q, k, v and the output gradient, and its lse
+  Rows q, k, v, go;
+  const float* lse;
+};
+
+inline SeqRows seq_rows(const Problem& P, const Grads& G, long s) {
+  return SeqRows{rows_of(P.q, s, P.H), rows_of(P.k, s, P.H), rows_of(P.v, s, P.H), rows_of(G.dout, s, P.H),
+                 G.lse + s * P.n};
+}
+
 // dq with one lane per query: p and dS recomputed key by key from the saved lse, written to dss
 // in a first sweep over the keys (q and the output gradient in registers) and summed into dq in
 // a second (the dq sums in registers).
 template <int D, int DV>
 void small_dq_seq(const Problem& P, const Grads& G, long s, const float* delta, float* dss) {
-  const Rows Q = rows_of(P.q, s, P.H), K = rows_of(P.k, s, P.H), V = rows_of(P.v, s, P.H);
-  const Rows dO = rows_of(G.dout, s, P.H);
-  const float* lse = G.lse + s * P.n;
+  const SeqRows X = seq_rows(P, G, s);
+  const Rows &Q = X.q, &K = X.k, &V = X.v, &dO = X.go;
+  const float* lse = X.lse;
   for (long r0 = 0; r0 < P.n; r0 += kL) {
     vl qt[D], gt[DV];
     gather_rows<D>(Q, r0, P.n, P.scale * kLog2e, qt);
@@ -782,9 +792,9 @@ void small_dq_seq(const Problem& P, const Grads& G, long s, const float* delta, 
 // keeps k and v and writes each query's p and dS, the second keeps the dk and dv sums.
 template <int D, int DV>
 void small_dkv_seq(const Problem& P, const Grads& G, long s, const float* delta, float* ps, float* dss) {
-  const Rows Q = rows_of(P.q, s, P.H), K = rows_of(P.k, s, P.H), V = rows_of(P.v, s, P.H);
-  const Rows dO = rows_of(G.dout, s, P.H);
-  const float* lse = G.lse + s * P.n;
+  const SeqRows X = seq_rows(P, G, s);
+  const Rows &Q = X.q, &K = X.k, &V = X.v, &dO = X.go;
+  const float* lse = X.lse;
   for (long j0 = 0; j0 < P.m; j0 += kL) {
     vl kt[D], vt[DV];
     gather_rows<D>(K, j0, P.m, P.scale * kLog2e, kt);
