@@ -51,12 +51,9 @@ inline float hsum(v8 x) {
 // size of the in-register transposes).
 #if defined(__AVX512F__)
 constexpr int kL = 16;
-constexpr int kTR = 4;  // register tile rows x cols of the lane products (32 vector registers)
 #else
 constexpr int kL = 8;
-constexpr int kTR = 2;  // 16 vector registers
 #endif
-constexpr int kTC = 4;
 typedef float vl __attribute__((vector_size(kL * 4)));
 typedef float vlu __attribute__((vector_size(kL * 4), aligned(4)));
 typedef int32_t il __attribute__((vector_size(kL * 4)));
@@ -91,46 +88,29 @@ inline void transpose_lanes(vl* a) {
 }
 
 // 2^x for x <= 0 (larger x is not produced here): 1 ulp-level polynomial; x < -126 gives 0
-// (so a masked key, -inf, has probability exactly 0).
-inline v8 exp2v(v8 x) {
-  const v8 lo = splat(-126.0f);
-  i8 keep = x >= lo;
-  x = vmax(x, lo);
-  const v8 magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  v8 t = x + magic;
-  v8 xi = t - magic;
-  v8 f = x - xi;  // in [-0.5, 0.5]
-  i8 n = (i8)t - (i8)magic;
-  v8 p = splat(1.5403530e-4f);
-  p = p * f + splat(1.3333558e-3f);
-  p = p * f + splat(9.6181291e-3f);
-  p = p * f + splat(5.5504109e-2f);
-  p = p * f + splat(2.4022651e-1f);
-  p = p * f + splat(6.9314718e-1f);
-  p = p * f + splat(1.0f);
-  i8 scale_bits = (n + 127) << 23;
-  v8 r = p * (v8)scale_bits;
-  return (v8)((i8)r & keep);
-}
-
-inline vl exp2_lanes(vl x) {  // exp2v for kL lanes (same polynomial)
-  const vl lo = lsplat(-126.0f);
-  il keep = x >= lo;
+// (so a masked key, -inf, has probability exactly 0). V: a float vector, I: its int vector.
+template <class V, class I>
+inline V exp2_poly(V x) {
+  const V lo = V{} - 126.0f;
+  I keep = x >= lo;
   x = x > lo ? x : lo;
-  const vl magic = lsplat(12582912.0f);
-  vl t = x + magic;
-  vl f = x - (t - magic);
-  il n = (il)t - (il)magic;
-  vl p = lsplat(1.5403530e-4f);
+  const V magic = V{} + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  V t = x + magic;
+  V f = x - (t - magic);  // in [-0.5, 0.5]
+  I n = (I)t - (I)magic;
+  V p = V{} + 1.5403530e-4f;
   p = p * f + 1.3333558e-3f;
   p = p * f + 9.6181291e-3f;
   p = p * f + 5.5504109e-2f;
   p = p * f + 2.4022651e-1f;
   p = p * f + 6.9314718e-1f;
   p = p * f + 1.0f;
-  vl r = p * (vl)((n + 127) << 23);
-  return (vl)((il)r & keep);
+  V r = p * (V)((n + 127) << 23);
+  return (V)((I)r & keep);
 }
+
+inline v8 exp2v(v8 x) { return exp2_poly<v8, i8>(x); }
+inline vl exp2_lanes(vl x) { return exp2_poly<vl, il>(x); }
 
 // C (R x N, ldc) = alpha * A @ B (+ C when acc). A(r, k) = A[r*ar + k*ak]; B (K x N) has row
 // stride ldb and N % 8 == 0. Register tile: ROWS x 16 (or x 8 at the edge); with AVX-512, 8 x 32
@@ -159,17 +139,14 @@ inline void tile(int K, const float* A, long ar, long ak, const float* B, long l
 }
 
 #if defined(__AVX512F__)
-typedef float w16 __attribute__((vector_size(64)));
-typedef float w16u __attribute__((vector_size(64), aligned(4)));
-
-// tile() on 16-float vectors: ROWS x 32 columns.
+// tile() on 16-float vectors (vl, kL = 16 here): ROWS x 32 columns.
 template <int ROWS>
 inline void wide_tile(int K, const float* A, long ar, long ak, const float* B, long ldb, float* C, long ldc,
                       float alpha, bool acc) {
-  w16 c[ROWS][2];
-  for (int i = 0; i < ROWS; i++) c[i][0] = c[i][1] = w16{};
+  vl c[ROWS][2];
+  for (int i = 0; i < ROWS; i++) c[i][0] = c[i][1] = vl{};
   for (int kk = 0; kk < K; kk++) {
-    const w16 b0 = *reinterpret_cast<const w16u*>(B + kk * ldb), b1 = *reinterpret_cast<const w16u*>(B + kk * ldb + 16);
+    const vl b0 = lld(B + kk * ldb), b1 = lld(B + kk * ldb + 16);
     for (int i = 0; i < ROWS; i++) {
       const float a = A[i * ar + kk * ak];
       c[i][0] += a * b0;
@@ -178,8 +155,8 @@ inline void wide_tile(int K, const float* A, long ar, long ak, const float* B, l
   }
   for (int i = 0; i < ROWS; i++)
     for (int j = 0; j < 2; j++) {
-      w16u* p = reinterpret_cast<w16u*>(C + i * ldc + 16 * j);
-      *p = acc ? *p + alpha * c[i][j] : alpha * c[i][j];
+      float* p = C + i * ldc + 16 * j;
+      lst(p, acc ? lld(p) + alpha * c[i][j] : alpha * c[i][j]);
     }
 }
 #endif
@@ -301,7 +278,6 @@ struct Group {  // one group's packed operands and outputs (see pack_group)
   std::vector<float> q, k, v, o, go, dq, dk, dv;
 };
 
-// One sequence's forward from packed q, k, v into packed o; S and kt are scratch.
 // One row of base-2 logits (mb, a multiple of 8) in place to exp2(x - max); its log2-sum-exp to
 // *lse (inf when every key is masked); returns 1 / sum (0 then).
 float softmax_numerators(float* row, long mb, float* lse) {
@@ -328,6 +304,7 @@ float softmax_numerators(float* row, long mb, float* lse) {
   return total > 0.0f ? 1.0f / total : 0.0f;
 }
 
+// One sequence's forward from packed q, k, v into packed o; S and kt are scratch.
 void forward_one(const Problem& P, long b, long h, const float* q, const float* k, const float* v, float* o,
                  float* lse, float* kt, float* S) {
   const long qb = block_rows(P);
@@ -435,14 +412,16 @@ void backward_range(const Problem& P, const Grads& G, long s0, long s1) {
   }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Many short sequences (temporal attention: T = 4-32): one SIMD lane per sequence. A group of kL
 // sequences is packed lane-interleaved, element (row, col) of every sequence in one vector, so
 // every product, the softmax and the backward are plain vector arithmetic with no horizontal
 // step and no tile edge left idle, whatever T is. The scores of a group stay in L1/L2.
 
-
+// Register tile rows x cols of the lane products: 4 x 4 of the 32 vector registers with AVX-512,
+// 2 x 4 of 16 otherwise.
+constexpr int kTR = kL == 16 ? 4 : 2;
+constexpr int kTC = 4;
 
 // A lane matrix: element (r, c) is the vector at p + (r * rs + c * cs) * kL.
 struct LMat {
@@ -483,7 +462,6 @@ void lgemm(long R, long N, long K, const LMat& A, const LMat& B, const LMat& C, 
   for (; r0 + kTR <= R; r0 += kTR) lrow<kTR>(N, K, A, B, C, r0, alpha, acc);
   for (; r0 < R; r0++) lrow<1>(N, K, A, B, C, r0, alpha, acc);
 }
-
 
 // Where sequence s (= batch * H + head) of a (b, heads, rows, cols) view starts.
 inline long seq_offset(const int64_t* st, long s, long H) { return (s / H) * st[0] + (s % H) * st[1]; }
@@ -654,7 +632,6 @@ bool lanes_serve(const Problem& P) {
   long floats = (2 * P.n * P.d + 2 * P.m * P.d + 2 * P.m * P.dv + 2 * P.n * P.dv + 2 * P.n * P.m) * kL;
   return P.n <= 32 && P.m <= 32 && P.d >= kL && P.dv >= kL && floats * 4 <= (1L << 20);
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Small heads over long sequences (spatial attention at head_dim 8 or 16): one SIMD lane per
