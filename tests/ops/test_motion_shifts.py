@@ -1,9 +1,9 @@
-"""Integer shifts of images (the motion head's candidates)."""
+"""Integer shifts of images (the motion head's candidates) and the motion head's mix of them."""
 
 import pytest
 import torch
 
-from spacetime.ops.motion import shift_offsets, shifted_copies
+from spacetime.ops.motion import motion_mix, shift_offsets, shifted_copies
 
 
 def test_offsets_are_every_shift_dy_major():
@@ -56,3 +56,39 @@ def test_bad_arguments():
         shifted_copies(torch.zeros(4), 1)
     with pytest.raises(ValueError, match="fill must be None .repeat the edge. or a number; got 'black'"):
         shifted_copies(torch.zeros(4, 4), 1, fill="black")
+
+
+def _mix_in_pixel_order(logits, image, before, radius, fill, p):
+    """The motion mix as written first: everything rearranged to pixel order, then mixed."""
+    from einops import rearrange
+
+    shifts = (2 * radius + 1) ** 2
+    logits = rearrange(logits, "b (k p1 p2) t h w -> b k t (h p1) (w p2)", p1=p, p2=p)
+    image = rearrange(image, "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
+    weights = logits.softmax(1)
+    moved = shifted_copies(before, radius, fill)  # (b, c, t, K, H, W)
+    return (weights[:, None, :shifts].transpose(2, 3) * moved).sum(3) + weights[:, shifts:] * image
+
+
+@pytest.mark.parametrize("radius, fill, patch, channels", [(2, -1.0, 4, 1), (1, None, 2, 3), (0, 0.5, 1, 2),
+                                                           (3, None, 1, 1)])
+def test_motion_mix_is_the_pixel_order_mix_with_its_gradients(radius, fill, patch, channels):
+    gen = torch.Generator().manual_seed(radius)
+    b, t, h, w, k = 2, 3, 5, 3, (2 * radius + 1) ** 2 + 1
+    logits = torch.randn(b, k * patch**2, t, h, w, generator=gen, dtype=torch.float64, requires_grad=True)
+    image = torch.randn(b, channels * patch**2, t, h, w, generator=gen, dtype=torch.float64, requires_grad=True)
+    before = torch.randn(b, channels, t, h * patch, w * patch, generator=gen, dtype=torch.float64, requires_grad=True)
+    got = motion_mix(logits, image, before, radius, fill, patch)
+    want = _mix_in_pixel_order(logits, image, before, radius, fill, patch)
+    assert got.shape == before.shape
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    grad = torch.randn(got.shape, generator=gen, dtype=torch.float64)
+    for a, b_ in zip(torch.autograd.grad(got, (logits, image, before), grad),
+                     torch.autograd.grad(want, (logits, image, before), grad)):
+        torch.testing.assert_close(a, b_, rtol=1e-12, atol=1e-12)
+
+
+def test_motion_mix_names_the_shapes_it_needs():
+    before = torch.zeros(1, 1, 2, 8, 8)
+    with pytest.raises(ValueError, match=r"logits must be \(1, 416, 2, 2, 2\)"):
+        motion_mix(torch.zeros(1, 26, 2, 8, 8), torch.zeros(1, 16, 2, 2, 2), before, 2, -1.0, 4)

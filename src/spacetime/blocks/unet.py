@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..layers.conv import Conv3d
 from ..ops.encodings import sinusoidal_table
 from ..ops.patterns import PATTERNS, Spatial, Temporal
 from .transformer import TransformerBlock
@@ -34,10 +35,10 @@ class SpaceTimeConv(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, temporal_kernel: int, kind: str = "2+1d"):
         k = temporal_kernel
         if kind == "3d":
-            super().__init__(nn.Conv3d(c_in, c_out, (k, 3, 3), padding=(k // 2, 1, 1)))
+            super().__init__(Conv3d(c_in, c_out, (k, 3, 3), padding=(k // 2, 1, 1)))
         else:
-            super().__init__(nn.Conv3d(c_in, c_out, (1, 3, 3), padding=(0, 1, 1)),
-                             nn.Conv3d(c_out, c_out, (k, 1, 1), padding=(k // 2, 0, 0)))
+            super().__init__(Conv3d(c_in, c_out, (1, 3, 3), padding=(0, 1, 1)),
+                             Conv3d(c_out, c_out, (k, 1, 1), padding=(k // 2, 0, 0)))
 
 
 class ResBlock(nn.Module):
@@ -55,7 +56,7 @@ class ResBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.conv2 = SpaceTimeConv(c_out, c_out, temporal_kernel, conv)
         nn.init.zeros_(self.conv2[-1].weight), nn.init.zeros_(self.conv2[-1].bias)
-        self.skip = nn.Conv3d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.skip = Conv3d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))

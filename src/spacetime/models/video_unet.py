@@ -63,10 +63,11 @@ from ..blocks.unet import CONV_KINDS, AttentionStage, ResBlock, group_count
 from ..checks import int_at_least, is_number, number_in, one_of, positive_int
 from ..config import Config
 from ..layers.camera import PluckerInjection
+from ..layers.conv import Conv3d
 from ..ops.camera import camera_to_world, check_cameras, intrinsics_from_fov, plucker_rays, relative_to_first
 from ..ops.encodings import ROPE_AXES, sinusoidal_table
 from ..ops.layout import check_video
-from ..ops.motion import shifted_copies
+from ..ops.motion import motion_mix
 from ..ops.patterns import PATTERNS
 from .base import Model
 
@@ -237,16 +238,16 @@ class VideoUNet(Model):
         self.time_mlp = nn.Sequential(nn.Linear(ch[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         # pixel_stem: filters over 3 frames x 5 x 5 pixels see motion of up to 2 px/frame before the fold
         inputs = cfg.in_channels * (2 if cfg.self_condition else 1) + int(cfg.known_frames)
-        self.pixel_stem = nn.Sequential(nn.Conv3d(inputs, cfg.pixel_stem, (3, 5, 5), padding=(1, 2, 2)),
+        self.pixel_stem = nn.Sequential(Conv3d(inputs, cfg.pixel_stem, (3, 5, 5), padding=(1, 2, 2)),
                                         nn.SiLU()) if cfg.pixel_stem else None
         stem_in = (cfg.pixel_stem + inputs if cfg.pixel_stem else inputs) * cfg.patch**2
-        self.stem = nn.Conv3d(stem_in, ch[0], (1, 3, 3), padding=(0, 1, 1))
+        self.stem = Conv3d(stem_in, ch[0], (1, 3, 3), padding=(0, 1, 1))
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         for i, c in enumerate(ch):
             self.down.append(Level(ch[max(i - 1, 0)], c, cfg.blocks, emb_dim, cfg, cfg.attention[i]))
             if i < len(ch) - 1:
-                self.downsample.append(nn.Conv3d(c, c, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)))
+                self.downsample.append(Conv3d(c, c, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)))
         self.mid = Level(ch[-1], ch[-1], 1, emb_dim, cfg, cfg.attention[-1])
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
@@ -254,14 +255,14 @@ class VideoUNet(Model):
             c_below = ch[-1] if i == len(ch) - 1 else ch[i + 1]
             self.up.append(Level(c_below + ch[i], ch[i], cfg.blocks, emb_dim, cfg, cfg.attention[i]))
             if i > 0:
-                self.upsample.append(nn.Conv3d(ch[i], ch[i], (1, 3, 3), padding=(0, 1, 1)))
+                self.upsample.append(Conv3d(ch[i], ch[i], (1, 3, 3), padding=(0, 1, 1)))
         self.out_norm = nn.GroupNorm(group_count(ch[0]), ch[0])
-        self.out = nn.Conv3d(ch[0], cfg.in_channels * cfg.patch**2, (1, 3, 3), padding=(0, 1, 1))
+        self.out = Conv3d(ch[0], cfg.in_channels * cfg.patch**2, (1, 3, 3), padding=(0, 1, 1))
         nn.init.zeros_(self.out.weight), nn.init.zeros_(self.out.bias)
         # the motion head's mixing logits: one per shift and one for the drawn image, per pixel (a 1x1 conv:
         # a 3x3 one over this many channels doubled the cost of a training step)
         self.num_shifts = (2 * cfg.motion_head + 1) ** 2 if cfg.motion_head else 0
-        self.mix = nn.Conv3d(ch[0], (self.num_shifts + 1) * cfg.patch**2, 1) if cfg.motion_head else None
+        self.mix = Conv3d(ch[0], (self.num_shifts + 1) * cfg.patch**2, 1) if cfg.motion_head else None
         if self.mix is not None:
             nn.init.zeros_(self.mix.weight), nn.init.zeros_(self.mix.bias)
 
@@ -284,11 +285,12 @@ class VideoUNet(Model):
         steps = sinusoidal_table(self._timesteps(t, b, x.device), cfg.channels[0]).to(self.stem.weight.dtype)
         features = self._backbone(inputs, self.time_mlp(steps), camera)
         p = cfg.patch
-        image = rearrange(self.out(features), "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
         if self.mix is None:
-            return image
-        logits = rearrange(self.mix(features), "b (k p1 p2) t h w -> b k t (h p1) (w p2)", p1=p, p2=p)
-        return self._motion_mix(logits / motion_temperature, image, x)
+            return rearrange(self.out(features), "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
+        logits = self.mix(features)
+        if motion_temperature != 1:
+            logits = logits / motion_temperature
+        return motion_mix(logits, self.out(features), self._frames_before(x), cfg.motion_head, cfg.motion_fill, p)
 
     def _inputs(self, x: Tensor, x_self: Tensor | None, known: Tensor | None) -> Tensor:
         """``x`` with the channels the config adds: the self-conditioning estimate, then the known-frame flag."""
@@ -356,20 +358,7 @@ class VideoUNet(Model):
 
     @staticmethod
     def _frames_before(frames: Tensor) -> Tensor:
-        """``(b, c, t, h, w)`` -> frame ``t - 1`` at every ``t`` (frame 0 for itself)."""
+        """``(b, c, t, h, w)`` -> frame ``t - 1`` at every ``t``: the motion head's frames to move. Frame 0 has
+        none before it and moves itself, which the network learns to pass over for the drawn image where that is
+        noise."""
         return torch.cat([frames[:, :, :1], frames[:, :, :-1]], dim=2)
-
-    def _motion_mix(self, logits: Tensor, image: Tensor, frames: Tensor) -> Tensor:
-        """The motion head's clean-frame estimate: per pixel, a softmax mix of the frame before (as given,
-        moved by each shift of up to ``motion_head`` pixels) and the ``image`` the network draws itself.
-
-        ``logits`` ``(b, num_shifts + 1, t, h, w)``: one per shift, the last for the drawn image. Frame 0
-        has no frame before it: its candidates are its own input moved, which the network learns to
-        pass over for the drawn image where that is noise.
-        """
-        k = self.num_shifts
-        moved = shifted_copies(self._frames_before(frames), self.config.motion_head,
-                               self.config.motion_fill)  # (b, c, t, k, h, w)
-        weights = logits.softmax(dim=1)
-        mixed = (weights[:, None, :k].transpose(2, 3) * moved).sum(3)  # a plain product: einsum is 3x slower here
-        return mixed + weights[:, k:] * image

@@ -12,6 +12,8 @@ Shifts are ``(dx, dy)`` in pixels, ``x`` to the right and ``y`` down (the camera
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -20,7 +22,7 @@ from ..checks import int_at_least, is_number
 from .layout import check_video, to_channels_last
 
 __all__ = ["phase_correlation", "frame_shifts", "camera_translation", "translation_error", "shift_offsets",
-           "shifted_copies"]
+           "shifted_copies", "motion_mix"]
 
 
 def _hann(n: int, like: Tensor) -> Tensor:
@@ -152,3 +154,47 @@ def shifted_copies(images: Tensor, radius: int, fill: float | None = None) -> Te
         padded = flat
     copies = [padded[..., r - dy:r - dy + h, r - dx:r - dx + w] for dx, dy in offsets]
     return torch.cat(copies, 1).reshape(*lead, len(offsets), h, w)
+
+
+@functools.lru_cache(maxsize=16)
+def _patch_sources(radius: int, patch: int) -> Tensor:
+    """For every shift ``k`` and pixel ``(p1, p2)`` of a patch, in that order, which of the ``(p + 2r)^2``
+    pixel offsets within a patch of frames padded by ``r`` its moved copy reads."""
+    span = patch + 2 * radius
+    return torch.tensor([(p1 - dy + radius) * span + p2 - dx + radius for dx, dy in shift_offsets(radius)
+                         for p1 in range(patch) for p2 in range(patch)])
+
+
+def motion_mix(logits: Tensor, image: Tensor, before: Tensor, radius: int, fill: float | None = None,
+               patch: int = 1) -> Tensor:
+    """Per pixel, a softmax mix of ``before`` moved by every shift of up to ``radius`` pixels
+    (:func:`shifted_copies`, ``fill`` as there) and an ``image`` of its own, from a network's outputs at a
+    ``patch``-pixel stride.
+
+    ``logits`` ``(b, (K + 1) p^2, t, h, w)``, ``K = (2 radius + 1)**2`` (channel ``(k p1 p2)``: shift ``k``, the
+    last for the image, at pixel ``(p1, p2)`` of each patch); ``image`` ``(b, c p^2, t, h, w)`` (channel
+    ``(c p1 p2)``); ``before`` ``(b, c, t, h p, w p)``. Returns ``(b, c, t, h p, w p)``:
+    ``sum_k softmax(logits)_k * shifted_copies(before)_k + softmax(logits)_K * image``, pixel by pixel.
+
+    It works in the outputs' own patch order, so the only rearranged tensor is the result: the logits, ``K + 1``
+    times larger, are never permuted, and the moved copies are whole rows of ``t h w`` pixels taken from a
+    padded frame's ``(p + 2r)^2`` offsets.
+    """
+    b, c, t, rows, cols = before.shape
+    p, r = patch, radius
+    shifts, h, w = (2 * r + 1) ** 2, rows // p, cols // p
+    if rows % p or cols % p or logits.shape != (b, (shifts + 1) * p * p, t, h, w) or \
+            image.shape != (b, c * p * p, t, h, w):
+        raise ValueError(f"motion_mix: for before {tuple(before.shape)}, patch {p} and radius {r} the logits must be "
+                         f"{(b, (shifts + 1) * p * p, t, h, w)} and the image {(b, c * p * p, t, h, w)}; got "
+                         f"{tuple(logits.shape)} and {tuple(image.shape)}")
+    pad = (r, r, r, r, 0, 0)
+    padded = F.pad(before, pad, mode="replicate") if fill is None else F.pad(before, pad, value=float(fill))
+    span, frame = p + 2 * r, (rows + 2 * r) * (cols + 2 * r)
+    offsets = padded.as_strided((b, c, span, span, t, h, w), (c * t * frame, t * frame, cols + 2 * r, 1, frame,
+                                                              p * (cols + 2 * r), p), padded.storage_offset())
+    moved = offsets.reshape(b, c, span * span, t * h * w).index_select(2, _patch_sources(r, p).to(before.device))
+    pixels = p * p * t * h * w
+    weights, own = logits.reshape(b, shifts + 1, pixels).softmax(1).split([shifts, 1], dim=1)
+    mixed = (weights[:, None] * moved.view(b, c, shifts, pixels)).sum(2) + own * image.reshape(b, c, pixels)
+    return mixed.view(b, c, p, p, t, h, w).permute(0, 1, 4, 5, 2, 6, 3).reshape(b, c, t, rows, cols)

@@ -29,7 +29,6 @@ a replicated output (the logits) counts once when each rank divides it by the gr
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -40,6 +39,7 @@ from ..layers.pooling import ClassAttentionPool
 from ..models.classifier import VideoTransformer
 from ..models.video_unet import Level, VideoUNet, _Camera
 from ..ops.camera import check_cameras
+from ..ops.conv import conv3d
 from ..ops.layout import check_video
 from ..ops.patterns import Temporal
 from .comm import all_sum, halo, reshard, split_sizes
@@ -123,7 +123,7 @@ class _ShardedConv3d:
         zeros = [x.new_zeros(x.shape[0], x.shape[1], pad - part.shape[2], *x.shape[3:]) for part in (before, after)]
         # every part joins the graph, empty or not, so that every rank runs the exchange's backward
         x = torch.cat([zeros[0], before, x, after, zeros[1]], dim=2)
-        return F.conv3d(x, self.weight, self.bias, self.stride, (0, *self.padding[1:]), self.dilation, self.groups)
+        return conv3d(x, self.weight, self.bias, self.stride, (0, *self.padding[1:]), self.dilation, self.groups)
 
 
 class _ShardedGroupNorm:
