@@ -12,6 +12,7 @@ from spacetime.training import (
     Clock,
     Meter,
     TrainLog,
+    adamw,
     cosine_lr,
     load_trained,
     optimizer_step,
@@ -42,6 +43,25 @@ def test_ema_ramps_up_and_copies_buffers():
     update_ema(ema, model, step=0, decay=0.999)  # first step: decay (1 + 0) / (10 + 0) = 0.1
     torch.testing.assert_close(ema.weight, torch.full((3,), 1.0 * 0.1 + 2.0 * 0.9))
     assert torch.equal(ema.running_mean, model.running_mean)
+
+
+def test_adamw_runs_fused_and_updates_as_the_plain_loop():
+    torch.manual_seed(0)
+    weights = [torch.randn(5, 3, dtype=torch.float64), torch.randn(7, dtype=torch.float64)]
+    ours, theirs = ([nn.Parameter(w.clone()) for w in weights] for _ in range(2))
+    fused = adamw(ours, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.99))
+    plain = torch.optim.AdamW(theirs, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.99), foreach=False)
+    assert fused.param_groups[0]["fused"] is True
+    for _ in range(5):
+        grads = [torch.randn_like(w) for w in weights]
+        for params, opt in ((ours, fused), (theirs, plain)):
+            for w, g in zip(params, grads):
+                w.grad = g.clone()
+            opt.step()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    plain.load_state_dict(fused.state_dict())  # one state dict for both
+    assert adamw([nn.Parameter(torch.zeros(2, device="meta"))], lr=1e-3).param_groups[0]["fused"] is None
 
 
 def test_optimizer_step_clips_the_gradient_norm():

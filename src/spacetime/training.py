@@ -41,8 +41,9 @@ from .config import Config
 from .io.checkpoint import CheckpointError, latest_checkpoint, load_state, load_weights
 from .io.files import atomic_write_csv, atomic_write_text, save_figure
 
-__all__ = ["process_group", "local_device", "run_processes", "cosine_lr", "set_lr", "optimizer_step", "update_ema", "Clock", "Meter",
-           "TrainLog", "plot_curve", "resume_checkpoint", "load_trained", "show_progress", "progress_bar", "ranks_agree"]
+__all__ = ["process_group", "local_device", "run_processes", "cosine_lr", "set_lr", "optimizer_step", "adamw",
+           "update_ema", "Clock", "Meter", "TrainLog", "plot_curve", "resume_checkpoint", "load_trained",
+           "show_progress", "progress_bar", "ranks_agree"]
 
 
 # --- processes ---------------------------------------------------------------------------------------
@@ -148,12 +149,20 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, *, grad
     optimizer.step()
 
 
+def adamw(parameters, **options) -> torch.optim.AdamW:
+    """``torch.optim.AdamW(parameters, **options)``, on PyTorch's fused kernel where every parameter is a floating
+    tensor on the CPU or a CUDA device: one pass over each tensor instead of one per operation of the update (the
+    demo U-Net's 160 tensors: about 5x less optimizer time on the CPU). The same update and state dict."""
+    params = list(parameters)
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(params, fused=fused or None, **options)
+
+
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, step: int, decay: float) -> None:
     """Move ``ema``'s parameters towards ``model``'s (decay ramped up over the first steps); copy the buffers."""
     decay = min(decay, (1 + step) / (10 + step))
-    for pe, pm in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(pm, 1 - decay)
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
     for be, bm in zip(ema.buffers(), model.buffers()):
         be.copy_(bm)
 

@@ -23,6 +23,7 @@ from ..training import (
     Clock,
     Meter,
     TrainLog,
+    adamw,
     cosine_lr,
     optimizer_step,
     plot_curve,
@@ -60,7 +61,7 @@ def train(cfg: ClassifyConfig, out_dir, resume: bool = False, progress: bool | N
     data = ClassifyData(cfg)
     torch.manual_seed(cfg.seed)
     model = VideoTransformer(cfg.model_config(len(data.classes), data.channels))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    optimizer = adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(cfg.seed)
     step, before, log = 0, 0.0, TrainLog(out_dir / "log.csv", LOG_FIELDS)
     if resume:

@@ -43,6 +43,7 @@ from ..training import (
     Clock,
     Meter,
     TrainLog,
+    adamw,
     cosine_lr,
     load_trained,
     local_device,
@@ -152,7 +153,7 @@ def _setup(cfg: TrainConfig, rank: int, world: int, split: BatchSplit | None) ->
     ema = copy.deepcopy(model).requires_grad_(False)
     if split is not None and split.sp > 1:
         parallelize(model, split.sp_group)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     noise_sched = make_scheduler("ddpm", num_train_timesteps=cfg.timesteps, schedule=cfg.schedule,
                                  prediction_type=cfg.prediction, shift=cfg.noise_shift)
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + reader)
