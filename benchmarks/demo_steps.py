@@ -12,7 +12,8 @@ processes, batch 16) for ``--minutes`` of training time, in a fresh subprocess. 
 
 ``--rounds`` alternates the sides (A, B, A, B, ...) so a machine whose speed drifts is seen by both, and the
 fp32 matmul rate is measured before every run and written beside its count. The demo trains for 13 minutes;
-the ratio of steps per minute carries over to it. Results go to ``benchmarks/demo_steps.json``.
+the ratio of steps per minute carries over to it. Results go to ``benchmarks/demo_steps.json``
+(``demo_steps_baseline.json`` with ``--baseline``).
 
     python benchmarks/demo_steps.py --baseline fbfa5d4 --minutes 2 --rounds 2
     python benchmarks/demo_steps.py                          # kernel on/off, 3 rounds of 2 minutes each
@@ -87,7 +88,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="pairs of runs, the sides alternating (default 3)")
     p.add_argument("--baseline", metavar="REV", help="compare this tree with the package at this git revision "
                                                      "(default: compare the kernel on and off)")
-    p.add_argument("--out", default=str(HERE / "demo_steps.json"), help="where the results go")
+    p.add_argument("--out", help="where the results go (default: benchmarks/demo_steps.json, with --baseline "
+                                 "benchmarks/demo_steps_baseline.json)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.minutes <= 0 or args.rounds < 1:
@@ -95,6 +97,7 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(worker(args.minutes)))
         return 0
+    out = Path(args.out) if args.out else HERE / ("demo_steps_baseline.json" if args.baseline else "demo_steps.json")
     runs = []
     with sides(args.baseline) as envs:
         for r in range(args.rounds):
@@ -115,7 +118,7 @@ def main(argv=None) -> int:
                "ratio_is": f"{first} over {second}", "in_13_minutes": {s: round(13 * v) for s, v in medians.items()}}
     print(f"median steps/min: {first} {medians[first]}, {second} {medians[second]} ({summary['ratio']:.3f}x); "
           f"over 13 minutes: {summary['in_13_minutes'][first]} against {summary['in_13_minutes'][second]}")
-    Path(args.out).write_text(json.dumps({"command": "python benchmarks/" + " ".join([Path(__file__).name] + (
+    out.write_text(json.dumps({"command": "python benchmarks/" + " ".join([Path(__file__).name] + (
         argv if argv is not None else sys.argv[1:])), "machine": platform.processor() or platform.machine(),
         "minutes": args.minutes, "runs": runs, "summary": summary}, indent=1) + "\n")
     return 0

@@ -58,8 +58,9 @@ def test_bad_arguments():
         shifted_copies(torch.zeros(4, 4), 1, fill="black")
 
 
-def _mix_in_pixel_order(logits, image, before, radius, fill, p):
-    """The motion mix as written first: everything rearranged to pixel order, then mixed."""
+def mix_in_pixel_order(logits, image, before, radius, fill, p):
+    """The motion mix as written first (also the baseline of benchmarks/step_parts.py): everything rearranged to
+    pixel order, then mixed."""
     from einops import rearrange
 
     shifts = (2 * radius + 1) ** 2
@@ -79,7 +80,7 @@ def test_motion_mix_is_the_pixel_order_mix_with_its_gradients(radius, fill, patc
     image = torch.randn(b, channels * patch**2, t, h, w, generator=gen, dtype=torch.float64, requires_grad=True)
     before = torch.randn(b, channels, t, h * patch, w * patch, generator=gen, dtype=torch.float64, requires_grad=True)
     got = motion_mix(logits, image, before, radius, fill, patch)
-    want = _mix_in_pixel_order(logits, image, before, radius, fill, patch)
+    want = mix_in_pixel_order(logits, image, before, radius, fill, patch)
     assert got.shape == before.shape
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     grad = torch.randn(got.shape, generator=gen, dtype=torch.float64)
