@@ -12,7 +12,10 @@ both: the text's step (cosine schedule with 500 steps, random timesteps, epsilon
 ``create_dataset`` videos, a warm-up step, then ``--steps`` timed steps. The machine's fp32 matmul rate
 is measured first and recorded beside the times. Memory is reported two ways: the ratio of peak RSS
 (which includes the ~300 MiB every process holds before its first step: interpreter, torch, data) and
-the ratio of what the steps add above that. Results go to ``benchmarks/seed_unet_step.json``.
+the ratio of what the steps add above that. ``--mmap-threshold BYTES`` runs every worker with glibc's
+``MALLOC_MMAP_THRESHOLD_`` fixed there: blocks that large are then mapped and returned when freed, instead of
+staying in the heap after glibc raises its threshold, which shows how much of a peak is freed memory the
+allocator kept. Results go to ``benchmarks/seed_unet_step.json``.
 
     python benchmarks/seed_unet_step.py                                  # batch 16, 8x32x32 (the text's)
     python benchmarks/seed_unet_step.py --batch 4 --steps 2 --rounds 1   # quicker
@@ -98,9 +101,13 @@ def main(argv=None) -> int:
                    help="'text' (the text's code), 'default' (spacetime's dispatch) or a backend name; the first "
                         "is the reference the others are compared with")
     p.add_argument("--rounds", type=int, default=2, help="times the list of workers is run, in turn")
+    p.add_argument("--mmap-threshold", type=int, metavar="BYTES",
+                   help="run every worker with MALLOC_MMAP_THRESHOLD_=BYTES (glibc; default: glibc's own)")
     p.add_argument("--out", default=str(HERE / "seed_unet_step.json"))
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.mmap_threshold is not None and args.mmap_threshold < 0:
+        p.error(f"--mmap-threshold must be a byte count >= 0; got {args.mmap_threshold}")
     if args.worker:
         print(json.dumps(worker(args)))
         return 0
@@ -115,8 +122,10 @@ def main(argv=None) -> int:
             cmd = [sys.executable, __file__, "--worker", name, "--batch", str(args.batch), "--frames",
                    str(args.frames), "--size", str(args.size), "--steps", str(args.steps), "--warmup",
                    str(args.warmup)]
-            done = subprocess.run(cmd, capture_output=True, text=True,
-                                  env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+            env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+            if args.mmap_threshold is not None:
+                env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if done.returncode:
                 sys.stderr.write(done.stderr)
                 return done.returncode
