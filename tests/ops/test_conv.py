@@ -31,10 +31,11 @@ def test_conv3d_equals_torch_forward_and_backward(kernel, stride, padding, dilat
 
 
 def test_frames_only_tells_the_kernels_apart():
-    assert frames_only((3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1))
-    assert not frames_only((1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1))
-    assert not frames_only((3, 1, 1), (1, 1, 1), (1, 1, 0), (1, 1, 1))  # pads pixels
-    assert not frames_only((3, 1, 1), (1, 1, 1), "same", (1, 1, 1))
+    assert frames_only((3, 1, 1), (1, 1, 1), (1, 0, 0))
+    assert not frames_only((1, 3, 3), (1, 1, 1), (0, 1, 1))
+    assert not frames_only((3, 1, 1), (1, 1, 1), (1, 1, 0))  # pads pixels
+    assert not frames_only((3, 1, 1), (1, 2, 1), (1, 0, 0))  # strides over rows
+    assert not frames_only((3, 1, 1), (1, 1, 1), "same")
 
 
 def test_conv3d_keeps_unbatched_and_non_contiguous_inputs_right():
