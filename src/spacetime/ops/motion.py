@@ -130,6 +130,17 @@ def shift_offsets(radius: int) -> list[tuple[int, int]]:
     return [(dx, dy) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
 
 
+def _pad_frames(frames: Tensor, radius: int, fill: float | None) -> Tensor:
+    """``(n, c, H, W)`` or ``(b, c, t, H, W)`` frames with ``radius`` pixels more on each side of each frame: the
+    edge pixel repeated (``fill=None``) or ``fill``."""
+    if fill is not None and not is_number(fill):
+        raise ValueError(f"fill must be None (repeat the edge) or a number; got {fill!r}")
+    if not radius:
+        return frames
+    pad = (radius,) * 4 + (0, 0) * (frames.ndim - 4)
+    return F.pad(frames, pad, mode="replicate") if fill is None else F.pad(frames, pad, value=float(fill))
+
+
 def shifted_copies(images: Tensor, radius: int, fill: float | None = None) -> Tensor:
     """Every integer shift of ``images`` by up to ``radius`` pixels per axis, as a new axis.
 
@@ -142,16 +153,10 @@ def shifted_copies(images: Tensor, radius: int, fill: float | None = None) -> Te
     offsets = shift_offsets(radius)
     if images.ndim < 2:
         raise ValueError(f"images must be (..., H, W); got shape {tuple(images.shape)}")
-    if fill is not None and not is_number(fill):
-        raise ValueError(f"fill must be None (repeat the edge) or a number; got {fill!r}")
     h, w = images.shape[-2:]
     lead = images.shape[:-2]
-    flat = images.reshape(-1, 1, h, w)
+    padded = _pad_frames(images.reshape(-1, 1, h, w), radius, fill)
     r = radius
-    if r:
-        padded = F.pad(flat, (r,) * 4, mode="replicate") if fill is None else F.pad(flat, (r,) * 4, value=float(fill))
-    else:
-        padded = flat
     copies = [padded[..., r - dy:r - dy + h, r - dx:r - dx + w] for dx, dy in offsets]
     return torch.cat(copies, 1).reshape(*lead, len(offsets), h, w)
 
@@ -188,8 +193,7 @@ def motion_mix(logits: Tensor, image: Tensor, before: Tensor, radius: int, fill:
         raise ValueError(f"motion_mix: for before {tuple(before.shape)}, patch {p} and radius {r} the logits must be "
                          f"{(b, (shifts + 1) * p * p, t, h, w)} and the image {(b, c * p * p, t, h, w)}; got "
                          f"{tuple(logits.shape)} and {tuple(image.shape)}")
-    pad = (r, r, r, r, 0, 0)
-    padded = F.pad(before, pad, mode="replicate") if fill is None else F.pad(before, pad, value=float(fill))
+    padded = _pad_frames(before, r, fill).contiguous()
     span, frame = p + 2 * r, (rows + 2 * r) * (cols + 2 * r)
     offsets = padded.as_strided((b, c, span, span, t, h, w), (c * t * frame, t * frame, cols + 2 * r, 1, frame,
                                                               p * (cols + 2 * r), p), padded.storage_offset())
