@@ -22,13 +22,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as th
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from spacetime.measure import matmul_rate
+from spacetime.measure import matmul_rate, time_call
 from spacetime.ops.conv import conv3d
 from spacetime.ops.motion import motion_mix
 
@@ -68,13 +67,8 @@ CASES = {
 
 
 def _time(run, grad, repeats: int) -> float:
-    """Median milliseconds of ``repeats`` forward + backward passes."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run().backward(grad)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    """Median milliseconds of ``repeats`` forward + backward passes, after a few untimed ones."""
+    return 1000 * time_call(lambda: run().backward(grad), warmup=3, repeats=repeats).median
 
 
 def main(argv=None) -> int:
@@ -96,7 +90,6 @@ def main(argv=None) -> int:
         turns = {"ours": [], "theirs": []}
         for _ in range(args.rounds):
             for side, run in (("ours", ours), ("theirs", theirs)):
-                _time(run, grad, 3)  # warm-up
                 turns[side].append(_time(run, grad, args.repeats))
         mine, former = statistics.median(turns["ours"]), statistics.median(turns["theirs"])
         rows.append(f"| {name} | {former:.3f} | {mine:.3f} | {mine / former:.2f} |")
