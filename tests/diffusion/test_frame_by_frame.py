@@ -27,6 +27,45 @@ def test_known_mask_changes_the_output_and_none_means_no_frame_known():
     assert not torch.allclose(model(x, t, known=some), model(x, t, known=none))
 
 
+def _head_on_every_frame(model: VideoUNet, *args, **kwargs) -> torch.Tensor:
+    """``model``'s output with its head run on every frame, as a sequence-parallel shard runs it."""
+    model._make_frames = lambda x, features, known, temperature: VideoUNet._head(
+        model, features, model._frames_before(x) if model.mix is not None else None, temperature)
+    try:
+        return model(*args, **kwargs)
+    finally:
+        del model._make_frames
+
+
+@pytest.mark.parametrize("motion_head", [0, 2])
+def test_frames_given_in_every_video_come_back_as_given_and_the_rest_as_if_the_head_ran_on_all(motion_head):
+    torch.manual_seed(0)
+    model = VideoUNet.from_preset("tiny", known_frames=True, motion_head=motion_head).double()
+    for p in model.parameters():
+        nn.init.normal_(p, std=0.05)
+    x, t = torch.randn(3, 1, 5, 16, 16, dtype=torch.float64), torch.tensor([10, 500, 900])
+    known = torch.zeros(3, 5, dtype=torch.bool)
+    known[:, :2] = True  # frames 0 and 1 given everywhere, frame 3 in one video only
+    known[1, 3] = True
+
+    def run(forward):
+        model.zero_grad()
+        out = forward(x, t, known=known)
+        out[:, :, 2:].square().sum().backward()  # a next-frame loss: the given frames weigh nothing
+        return out, {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    out, grads = run(model)
+    full, full_grads = run(lambda *a, **k: _head_on_every_frame(model, *a, **k))
+    assert torch.equal(out[:, :, :2], x[:, :, :2]) and not torch.allclose(full[:, :, :2], x[:, :, :2])
+    torch.testing.assert_close(out[:, :, 2:], full[:, :, 2:], rtol=1e-12, atol=1e-12)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, full_grads[name], rtol=1e-10, atol=1e-12, msg=name)
+    with torch.no_grad():
+        assert torch.equal(model(x, t, known=torch.ones(3, 5, dtype=torch.bool)), x)
+        scattered = torch.eye(3, 5, dtype=torch.bool)  # every frame is still to make in some video
+        assert torch.equal(model(x, t, known=scattered), _head_on_every_frame(model, x, t, known=scattered))
+
+
 def test_known_frames_bad_input_names_the_argument():
     model = VideoUNet.from_preset("tiny", known_frames=True)
     x, t = torch.randn(2, 1, 4, 16, 16), torch.tensor([1, 2])

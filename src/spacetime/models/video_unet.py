@@ -271,7 +271,8 @@ class VideoUNet(Model):
         """``x (B, C, T, H, W)``, timesteps ``t (B,)``, for a camera model ``cameras (B, T, 6)``, for a
         self-conditioned model the previous estimate of the clean video ``x_self`` (``None``: zeros), and
         for a ``known_frames`` model the bool mask ``known (B, T)`` of the frames of ``x`` that are given
-        clean (``None``: none; the others hold noise at ``t``). ``motion_temperature`` (a motion head's,
+        clean (``None``: none; the others hold noise at ``t``; frames given in every video are returned as given,
+        their head not run). ``motion_temperature`` (a motion head's,
         for sampling) divides the head's logits: below 1 each pixel leans harder on its likeliest move."""
         cfg = self.config
         check_motion_temperature(motion_temperature, cfg.motion_head,
@@ -284,13 +285,31 @@ class VideoUNet(Model):
         camera = self._cameras(cameras, b, frames, h, w, x.device)
         steps = sinusoidal_table(self._timesteps(t, b, x.device), cfg.channels[0]).to(self.stem.weight.dtype)
         features = self._backbone(inputs, self.time_mlp(steps), camera)
-        p = cfg.patch
+        return self._make_frames(x, features, known, motion_temperature)
+
+    def _make_frames(self, x: Tensor, features: Tensor, known: Tensor | None, motion_temperature: float) -> Tensor:
+        """The output from the last features: the head's frames, but the frames given clean in every video of the
+        batch (a next-frame model's context) as given, the head not run on them."""
+        before = self._frames_before(x) if self.mix is not None else None
+        given = None if known is None else known.to(x.device).all(0)
+        if given is None or not given.any():
+            return self._head(features, before, motion_temperature)
+        if given.all():
+            return x.clone()
+        made = (~given).nonzero().flatten()
+        if before is not None:
+            before = before.index_select(2, made)
+        return x.index_copy(2, made, self._head(features.index_select(2, made), before, motion_temperature))
+
+    def _head(self, features: Tensor, before: Tensor | None, motion_temperature: float) -> Tensor:
+        """The frames the head makes from the last features: drawn, or (a motion head) mixed from ``before`` moved."""
+        cfg, p = self.config, self.config.patch
         if self.mix is None:
             return rearrange(self.out(features), "b (c p1 p2) t h w -> b c t (h p1) (w p2)", p1=p, p2=p)
         logits = self.mix(features)
         if motion_temperature != 1:
             logits = logits / motion_temperature
-        return motion_mix(logits, self.out(features), self._frames_before(x), cfg.motion_head, cfg.motion_fill, p)
+        return motion_mix(logits, self.out(features), before, cfg.motion_head, cfg.motion_fill, p)
 
     def _inputs(self, x: Tensor, x_self: Tensor | None, known: Tensor | None) -> Tensor:
         """``x`` with the channels the config adds: the self-conditioning estimate, then the known-frame flag."""

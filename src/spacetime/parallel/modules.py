@@ -268,6 +268,13 @@ class _ShardedVideoUNet:
         first = all_sum(cameras[:, :1] * float(self._sp.sharding.rank == 0), self._sp.group)
         return _ShardedCamera(self.config, cameras, first, h, w)
 
+    def _make_frames(self, x: Tensor, features: Tensor, known: Tensor | None, motion_temperature: float) -> Tensor:
+        # the head runs on every frame: the halo in _frames_before joins the graph on every rank; the frames given
+        # in every video are then replaced as one process does
+        before = self._frames_before(x) if self.mix is not None else None
+        out = self._head(features, before, motion_temperature)
+        return out if known is None else torch.where(known.to(x.device).all(0)[None, None, :, None, None], x, out)
+
     def _frames_before(self, frames: Tensor) -> Tensor:
         before, _ = halo(frames, self._sp.group, dim=2, before=1, after=0)  # the previous rank's last frame
         first = frames[:, :, :1 - before.shape[2]]  # the clip's first frame for itself (empty elsewhere)
