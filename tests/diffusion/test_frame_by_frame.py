@@ -266,7 +266,7 @@ def test_demo_recipe_is_a_valid_next_frame_config_and_the_demo_runs_end_to_end(t
     cfg = TrainConfig.from_dict(DEMO_CONFIG)
     assert cfg.measured_fields() == ["motion_head", "motion_fill"]
     resolved, measured = resolve_measured(cfg)
-    assert cfg.context_frames >= 1 and resolved.unet_config().known_frames
+    assert cfg.context_frames == 3 and resolved.unet_config().known_frames  # what text 004's disks need
     # measured from text 004's disks, the head's reach and fill are the constants the recipe once wrote down
     assert (resolved.unet_config().motion_head, resolved.unet_config().motion_fill) == (2, -1.0)
     assert measured["reach"] == 2 and measured["fill"] == -1.0
@@ -275,11 +275,11 @@ def test_demo_recipe_is_a_valid_next_frame_config_and_the_demo_runs_end_to_end(t
             "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "next-frame, 2 frames of context" in out and "[3/3] plausibility" in out
+    assert "next-frame, 3 frames of context" in out and "[3/3] plausibility" in out
     videos = np.load(tmp_path / "demo" / "samples" / "samples.npy")
     assert videos.shape == (2, 1, 4, 16, 16)
     config = json.loads((tmp_path / "demo" / "samples" / "sample_config.json").read_text())
-    assert config["context_frames"] == 2 and config["sampler"] == "ddpm"
+    assert config["context_frames"] == 3 and config["sampler"] == "ddpm"
     record = json.loads((tmp_path / "demo" / "demo.json").read_text())  # what the run was, and on what machine
     assert record["steps"] == 2 and record["num_videos"] == 2 and record["machine"]["matmul_gflops"] > 0
     assert f"fp32 matmul {record['machine']['matmul_gflops']:.0f} GFLOP/s" in out

@@ -235,20 +235,22 @@ class TrainConfig(Config):
 
 
 #: the demo's recipe: sized to train, sample 32 videos and score them within 15 minutes on 2 CPU cores. A
-#: next-frame model (each frame made from the two before it) on 4x4 patches, 32 channels wide (twice the steps
-#: per minute of 64 on a slow machine), with a motion head (each pixel of the new frame a learned mix of the
-#: frame before it moved by up to the data's top speed, or drawn afresh) that predicts the clean frame; a moved
-#: copy shows the data's background where it comes from outside the frame, so an object leaving a wall leaves no
-#: smear. The head's reach and fill are measured from the training data when the run starts
-#: (spacetime.data.statistics; 2 px and -1 on text 004's disks). 3/8 of its training clips end at frame 1, where
-#: the motion is chosen, and half of them noise a blend of the frame and a copy of the one before (copy_blend), a
-#: quarter blend it (the larger part) with the one before moved by a random shift of the head's (move_blend); its
-#: learning rate decays over the 13 minutes (or 20000 steps on a fast machine); DDPM, not DDIM, samples it, with
-#: the head's choice sharpened (motion_temperature 0.7; docs/motion.md).
+#: next-frame model on 4x4 patches, 32 channels wide (twice the steps per minute of 64 on a slow machine), that makes
+#: each frame from as many frames before it as the data's law needs to fix the next one (context_frames "data": 3
+#: on text 004's disks, where two leave a bounce clamped at a wall open; spacetime.data.bouncing.frames_to_predict),
+#: with a motion head (each pixel of the new frame a learned mix of the frame before it moved by up to the data's
+#: top speed, or drawn afresh) that predicts the clean frame; a moved copy shows the data's background where it
+#: comes from outside the frame, so an object leaving a wall leaves no smear. The head's reach and fill are
+#: measured from the training data when the run starts (spacetime.data.statistics; 2 px and -1 on text 004's
+#: disks). 3/8 of its training clips end at frame 1, where the motion is chosen, and half of them noise a blend of
+#: the frame and a copy of the one before (copy_blend), a quarter blend it (the larger part) with the one before
+#: moved by a random shift of the head's (move_blend); its learning rate decays over the 13 minutes (or 20000
+#: steps on a fast machine); DDPM, not DDIM, samples it, with the head's choice sharpened (motion_temperature 0.7;
+#: docs/motion.md).
 DEMO_CONFIG = {"model": "patch4", "model_overrides": {"channels": [32, 32], "motion_head": MEASURED,
                                                      "motion_fill": MEASURED},
                "prediction": "sample",
-               "context_frames": 2, "clip_ends": "first", "copy_blend": 0.5, "move_blend": 0.25, "steps": 20000,
+               "context_frames": MEASURED, "clip_ends": "first", "copy_blend": 0.5, "move_blend": 0.25, "steps": 20000,
                "batch_size": 16, "lr": 2e-3, "lr_decay": "time", "checkpoint_every": 500, "time_limit": 13.0,
                "sampler": "ddpm", "sample_steps": 50, "motion_temperature": 0.7, "num_samples": 32}
 
