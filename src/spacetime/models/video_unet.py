@@ -272,8 +272,8 @@ class VideoUNet(Model):
         self-conditioned model the previous estimate of the clean video ``x_self`` (``None``: zeros), and
         for a ``known_frames`` model the bool mask ``known (B, T)`` of the frames of ``x`` that are given
         clean (``None``: none; the others hold noise at ``t``; frames given in every video are returned as given,
-        their head not run). ``motion_temperature`` (a motion head's,
-        for sampling) divides the head's logits: below 1 each pixel leans harder on its likeliest move."""
+        their head not run). ``motion_temperature`` (a motion head's, for sampling) divides the head's logits:
+        below 1 each pixel leans harder on its likeliest move."""
         cfg = self.config
         check_motion_temperature(motion_temperature, cfg.motion_head,
                                  "this VideoUNet has none (config.motion_head=0)")
