@@ -4,10 +4,12 @@ replaced, forward + backward at the demo's shapes.
 * frame-only convolutions (``k x 1 x 1`` and ``1 x 1 x 1``): :func:`spacetime.ops.conv.conv3d` (a 2D convolution
   on a view) against ``F.conv3d``;
 * the motion head's mix: :func:`spacetime.ops.motion.motion_mix` (in the outputs' patch order) against the mix
-  in pixel order it replaced (``tests/ops/test_motion_shifts.py``, where the tests check the two agree).
+  in pixel order it replaced (``tests/ops/test_motion_shifts.py``, where the tests check the two agree);
+* the whole U-Net of a next-frame step (3 given frames and 1 to make), its head run on the made frame only against
+  on every frame (``tests/diffusion/test_frame_by_frame.py`` checks the made frames and gradients agree).
 
-The demo trains in single-thread processes, 8 clips each, on 3-frame windows of a patch-4 U-Net with 32
-channels (8 x 8 and 4 x 4 tokens a frame); so does this, by default. Both sides of a case run in turn,
+The demo trains in single-thread processes, 8 clips each, on 4-frame windows (3 given, 1 to make) of a patch-4
+U-Net with 32 channels (8 x 8 and 4 x 4 tokens a frame); so does this, by default. Both sides of a case run in turn,
 ``--rounds`` times, in one process, and the medians are compared; the matmul rate is written beside them.
 Results: ``benchmarks/step_parts.md``.
 
@@ -33,7 +35,7 @@ from spacetime.ops.motion import motion_mix
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the former motion mix lives in tests/ops
-B, T = 8, 3  # clips per process, frames per window
+B, T = 8, 4  # clips per process, frames per window (3 given and the one to make)
 
 
 def _conv_case(c_in: int, c_out: int, kernel: tuple, side: int):
@@ -57,12 +59,33 @@ def _mix_case(patch: int = 4, side: int = 8, radius: int = 2):
     return (lambda: motion_mix(*args)), (lambda: mix_in_pixel_order(*args))
 
 
+def _head_case(context: int = T - 1):
+    """The demo's U-Net on ``context`` given frames and one to make: its head on the made frame (frames given in
+    every clip come back as given) against the head on every frame, as before."""
+    from spacetime.models.video_unet import VideoUNet
+
+    model = VideoUNet.from_preset("patch4", channels=[32, 32], motion_head=2, motion_fill=-1.0, known_frames=True)
+    x, t = torch.rand(B, 1, context + 1, 32, 32) * 2 - 1, torch.randint(0, 1000, (B,))
+    known = (torch.arange(context + 1) < context).expand(B, -1)
+
+    def every_frame():
+        model._make_frames = lambda x, features, known, temperature: VideoUNet._head(
+            model, features, model._frames_before(x), temperature)
+        try:
+            return model(x, t, known=known)
+        finally:
+            del model._make_frames
+
+    return (lambda: model(x, t, known=known)), every_frame
+
+
 CASES = {
     "temporal conv 3x1x1, 32 ch, 8x8 tokens": lambda: _conv_case(32, 32, (3, 1, 1), 8),
     "temporal conv 3x1x1, 32 ch, 4x4 tokens": lambda: _conv_case(32, 32, (3, 1, 1), 4),
     "skip conv 1x1x1, 64 -> 32 ch, 8x8 tokens": lambda: _conv_case(64, 32, (1, 1, 1), 8),
     "motion logits conv 1x1x1, 32 -> 416 ch, 8x8 tokens": lambda: _conv_case(32, 416, (1, 1, 1), 8),
     "motion mix, radius 2, patch 4, 32x32 pixels": _mix_case,
+    "whole U-Net, 3 given frames + 1 made: head on the made frame / on all 4": _head_case,
 }
 
 
@@ -87,6 +110,8 @@ def main(argv=None) -> int:
     for name, make in CASES.items():
         ours, theirs = make()
         grad = torch.randn(ours().shape)
+        if name.startswith("whole U-Net"):
+            grad[:, :, :-1] = 0  # a next-frame loss: the given frames weigh nothing
         turns = {"ours": [], "theirs": []}
         for _ in range(args.rounds):
             for side, run in (("ours", ours), ("theirs", theirs)):
