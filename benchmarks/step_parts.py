@@ -34,7 +34,7 @@ from spacetime.ops.conv import conv3d
 from spacetime.ops.motion import motion_mix
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # the former motion mix lives in tests/ops
+sys.path.insert(0, str(HERE.parent))  # the former motion mix and head live in tests/
 B, T = 8, 4  # clips per process, frames per window (3 given and the one to make)
 
 
@@ -63,20 +63,12 @@ def _head_case(context: int = T - 1):
     """The demo's U-Net on ``context`` given frames and one to make: its head on the made frame (frames given in
     every clip come back as given) against the head on every frame, as before."""
     from spacetime.models.video_unet import VideoUNet
+    from tests.diffusion.test_frame_by_frame import head_on_every_frame
 
     model = VideoUNet.from_preset("patch4", channels=[32, 32], motion_head=2, motion_fill=-1.0, known_frames=True)
     x, t = torch.rand(B, 1, context + 1, 32, 32) * 2 - 1, torch.randint(0, 1000, (B,))
     known = (torch.arange(context + 1) < context).expand(B, -1)
-
-    def every_frame():
-        model._make_frames = lambda x, features, known, temperature: VideoUNet._head(
-            model, features, model._frames_before(x), temperature)
-        try:
-            return model(x, t, known=known)
-        finally:
-            del model._make_frames
-
-    return (lambda: model(x, t, known=known)), every_frame
+    return (lambda: model(x, t, known=known)), (lambda: head_on_every_frame(model, x, t, known=known))
 
 
 CASES = {

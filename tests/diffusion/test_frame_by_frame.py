@@ -27,8 +27,9 @@ def test_known_mask_changes_the_output_and_none_means_no_frame_known():
     assert not torch.allclose(model(x, t, known=some), model(x, t, known=none))
 
 
-def _head_on_every_frame(model: VideoUNet, *args, **kwargs) -> torch.Tensor:
-    """``model``'s output with its head run on every frame, as a sequence-parallel shard runs it."""
+def head_on_every_frame(model: VideoUNet, *args, **kwargs) -> torch.Tensor:
+    """``model``'s output with its head run on every frame, as a sequence-parallel shard runs it (also the
+    reference ``benchmarks/step_parts.py`` times)."""
     model._make_frames = lambda x, features, known, temperature: VideoUNet._head(
         model, features, model._frames_before(x) if model.mix is not None else None, temperature)
     try:
@@ -55,7 +56,7 @@ def test_frames_given_in_every_video_come_back_as_given_and_the_rest_as_if_the_h
         return out, {name: p.grad.clone() for name, p in model.named_parameters()}
 
     out, grads = run(model)
-    full, full_grads = run(lambda *a, **k: _head_on_every_frame(model, *a, **k))
+    full, full_grads = run(lambda *a, **k: head_on_every_frame(model, *a, **k))
     assert torch.equal(out[:, :, :2], x[:, :, :2]) and not torch.allclose(full[:, :, :2], x[:, :, :2])
     torch.testing.assert_close(out[:, :, 2:], full[:, :, 2:], rtol=1e-12, atol=1e-12)
     for name, grad in grads.items():
@@ -63,7 +64,7 @@ def test_frames_given_in_every_video_come_back_as_given_and_the_rest_as_if_the_h
     with torch.no_grad():
         assert torch.equal(model(x, t, known=torch.ones(3, 5, dtype=torch.bool)), x)
         scattered = torch.eye(3, 5, dtype=torch.bool)  # every frame is still to make in some video
-        assert torch.equal(model(x, t, known=scattered), _head_on_every_frame(model, x, t, known=scattered))
+        assert torch.equal(model(x, t, known=scattered), head_on_every_frame(model, x, t, known=scattered))
 
 
 def test_known_frames_bad_input_names_the_argument():
