@@ -11,6 +11,9 @@ For each sample folder (``spacetime sample`` output holding ``samples.npy`` and 
     other      anything else (a jump, a deformed disk)
 
     python benchmarks/failure_kinds.py runs/e1-s0/settings/t1 runs/g-s0/settings/t1
+
+``--moves`` also prints, per folder, the first moves the eval fitted as a grid of counts: a row per vertical
+speed ``vy``, a column per horizontal ``vx``, over the data's speeds (its law fills every cell alike).
 """
 
 import argparse
@@ -61,9 +64,31 @@ def classify(folder: Path) -> dict:
             **{k: counts[k] for k in KINDS}}
 
 
+def move_grid(folder: Path) -> list[str]:
+    """Markdown rows: the first moves ``(vx, vy)`` of every fitted object in one sample folder, counted per cell."""
+    from spacetime.data.bouncing import speeds
+    from spacetime.data.diversity import velocity_cells
+
+    report = json.loads((folder / "eval.json").read_text())
+    moves = [np.asarray(v["velocities"]).reshape(-1, 2) for v in report["verdicts"] if v.get("velocities")]
+    choices = speeds(int(report.get("max_speed", 2)))
+    cells = velocity_cells(np.concatenate(moves) if moves else np.zeros((0, 2)), int(report.get("max_speed", 2)))
+    counts = np.bincount(cells, minlength=len(choices) ** 2 + 1)
+    grid = counts[: len(choices) ** 2].reshape(len(choices), len(choices))
+    fast = np.abs(np.asarray(choices)) == max(choices)
+    shares = [grid[np.ix_(~fast, ~fast) if slow else np.ix_(fast, fast)].sum() / max(len(cells), 1) for slow in (1, 0)]
+    title = (f"{folder}: first moves of {len(cells)} objects ({counts[-1]} outside the data's speeds); below the "
+             f"top speed on both axes {shares[0]:.1%}, at it on both {shares[1]:.1%} (the data: "
+             f"{(~fast).mean() ** 2:.1%}, {fast.mean() ** 2:.1%})")
+    rows = [title, "", "| vy \\ vx | " + " | ".join(map(str, choices)) + " |", "|---" * (len(choices) + 1) + "|"]
+    rows += [f"| {vy} | " + " | ".join(map(str, row)) + " |" for vy, row in zip(choices, grid)]
+    return rows + [""]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("folders", nargs="+", type=Path, help="sample folders holding samples.npy and eval.json")
+    p.add_argument("--moves", action="store_true", help="also print each folder's first moves as a grid of counts")
     args = p.parse_args(argv)
     for folder in args.folders:
         if not (folder / "eval.json").is_file() or not (folder / "samples.npy").is_file():
@@ -72,6 +97,8 @@ def main(argv=None) -> int:
     for folder in args.folders:
         r = classify(folder)
         print(f"| {r['samples']} | {r['videos']} | {r['plausible']} | {r['paused']} | {r['speed']} | {r['other']} |")
+    for folder in args.folders if args.moves else ():
+        print("", *move_grid(folder), sep="\n")
     return 0
 
 

@@ -9,7 +9,13 @@ from torch import nn
 
 from spacetime.cli import main
 from spacetime.diffusion.config import DEMO_CONFIG, TrainConfig
-from spacetime.diffusion.objective import blend_last_frame, clip_end_weights, given_prefix, next_frame_clips
+from spacetime.diffusion.objective import (
+    blend_last_frame,
+    clip_end_weights,
+    copy_blend_max,
+    given_prefix,
+    next_frame_clips,
+)
 from spacetime.diffusion.sample import sample_videos
 from spacetime.diffusion.train import load_model, resolve_measured, train
 from spacetime.models.video_unet import VideoUNet, VideoUNetConfig
@@ -89,6 +95,9 @@ def test_next_frame_clips_end_at_a_random_frame_with_black_before_the_start():
         ends.add(j)
         assert clip == [5 * i + k if k >= 0 else -1.0 for k in (j - 2, j - 1, j)]
     assert ends == set(range(5))  # every frame, the first ones included, ends some clip
+    same, drawn = next_frame_clips(videos, 2, torch.Generator().manual_seed(0), with_ends=True)
+    assert torch.equal(same, clips)
+    assert drawn.tolist() == [int(c[-1]) - 5 * i for i, c in enumerate(clips[:, 0, :, 0, 0])]
 
 
 def test_first_clip_ends_favour_frame_one_and_uniform_ones_do_not():
@@ -130,6 +139,46 @@ def test_blend_last_frame_mixes_the_last_frame_with_the_one_before_in_a_fraction
         TrainConfig(model="tiny", copy_blend=0.5)
     with pytest.raises(ValueError, match=r"copy_blend must be a fraction in \[0, 1\]; got 2"):
         TrainConfig(model="tiny", context_frames=2, prediction="sample", copy_blend=2)
+
+
+def test_near_copy_blends_stay_within_half_a_pixel_of_the_copy_at_the_heads_reach():
+    from spacetime.data.bouncing import disk_stamp, render_disks
+
+    # a disk that moves 2 px per axis (the reach): any blend of it with the frame before, at the frame's share that
+    # copy_blend_span="near" allows, keeps its centre within half a pixel of the copy, never at a 1-px move
+    video = render_disks(np.array([[4, 4], [4, 4], [6, 6]]), 16, disk_stamp(6)) * 2 - 1
+    clips = torch.from_numpy(video)[None, None].expand(200, 1, 3, 16, 16)
+    reach = 2
+    assert copy_blend_max("near", reach) == 0.25 and copy_blend_max("whole", reach) == 1.0
+    near = blend_last_frame(clips, 1.0, torch.Generator().manual_seed(0), copy_max=copy_blend_max("near", reach))
+    whole = blend_last_frame(clips, 1.0, torch.Generator().manual_seed(0))
+    ys, xs = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+
+    def centre(frames):  # (n, h, w) in [-1, 1] -> (n, 2) centre of mass (x, y)
+        mass = (frames + 1) / 2
+        return torch.stack([(mass * xs).sum((-2, -1)), (mass * ys).sum((-2, -1))], -1) / mass.sum((-2, -1))[:, None]
+
+    shift_near = centre(near[:, 0, 2]) - centre(clips[:, 0, 1])
+    shift_whole = centre(whole[:, 0, 2]) - centre(clips[:, 0, 1])
+    assert shift_near.min() >= -1e-5 and shift_near.max() <= 0.5 + 1e-5  # nearer the copy than any 1-px move
+    assert shift_whole.max() > 1.5  # the whole span reaches well past a 1-px move
+    torch.testing.assert_close(shift_near, shift_whole / 4)  # the same draws, the frame's share scaled
+    per_clip = copy_blend_max("near-first", reach, torch.tensor([1, 2] * 100))  # near where the clip ends at frame 1
+    assert per_clip.tolist() == [0.25, 1.0] * 100
+    mixed = blend_last_frame(clips, 1.0, torch.Generator().manual_seed(0), copy_max=per_clip)
+    assert torch.equal(mixed[0::2], near[0::2]) and torch.equal(mixed[1::2], whole[1::2])
+    with pytest.raises(ValueError, match=r"copy_max must be a number in \(0, 1\], or a \(200,\) tensor of them; "
+                                         r"got 0.0"):
+        blend_last_frame(clips, 1.0, copy_max=0)
+    with pytest.raises(ValueError, match="needs the frames the clips end at"):
+        copy_blend_max("near-first", reach)
+    with pytest.raises(ValueError, match="reach must be an int >= 1 \\(a motion head's"):
+        copy_blend_max("near", 0)
+    with pytest.raises(ValueError, match="copy_blend_span must be one of"):
+        TrainConfig(model="tiny", context_frames=2, prediction="sample", copy_blend=0.5, copy_blend_span="far")
+    with pytest.raises(ValueError, match="copy_blend_span='near' keeps copy blends within half a pixel of the copy "
+                                         "at a motion head's reach: set model_overrides motion_head >= 1"):
+        TrainConfig(model="tiny", context_frames=2, prediction="sample", copy_blend=0.5, copy_blend_span="near")
 
 
 def test_move_blend_mixes_the_frame_with_a_moved_copy_of_the_one_before_the_frame_the_larger_part():

@@ -28,7 +28,17 @@ from ..data.statistics import MotionStats
 from ..io.files import atomic_write_npy, atomic_write_text
 from ..measure import matmul_rate
 from ..models.video_unet import PRESETS
-from .config import CLIP_ENDS, DATA_KINDS, DEMO_CONFIG, DEMO_PRESETS, LR_DECAYS, MEASURED, OBJECT_SIZES, TrainConfig
+from .config import (
+    CLIP_ENDS,
+    COPY_BLEND_SPANS,
+    DATA_KINDS,
+    DEMO_CONFIG,
+    DEMO_PRESETS,
+    LR_DECAYS,
+    MEASURED,
+    OBJECT_SIZES,
+    TrainConfig,
+)
 from .evaluate import data_settings, evaluate_camera, evaluate_samples, format_camera_report, format_report
 from .sample import sample_checkpoint, sample_processes
 from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
@@ -56,6 +66,9 @@ _HELP = {
                  "where motion is chosen, 3/8 of the time)",
     "copy_blend": "next-frame models with --prediction sample: the fraction of training clips whose noisy frame is "
                   "made from a blend of the frame and a copy of the one before (the target stays the frame)",
+    "copy_blend_span": "the frame's share in a copy blend: 'whole' (uniform in [0, 1]), 'near' (at most "
+                       "1/(2 x the motion head's reach): no blend passes for a move the data makes), or 'near-first' "
+                       "(near in the clips that end at frame 1, where the move is chosen; whole in the rest)",
     "move_blend": "motion-head next-frame models: a further fraction of training clips whose noisy frame blends the "
                   "frame (the larger part) with the one before moved by a random shift of the head's",
     "steps": "optimizer steps", "batch_size": "global batch (split over torchrun processes)",
@@ -97,7 +110,8 @@ def _add_config_flags(p: argparse.ArgumentParser, defaults: dict | None = None) 
     p.add_argument("--config", help="JSON or YAML file of config fields (flags override it)%(default).0s")
     hints = typing.get_type_hints(TrainConfig)
     choices = {"model": sorted(PRESETS), "data": DATA_KINDS, "schedule": SCHEDULES, "prediction": PREDICTIONS,
-               "sampler": SAMPLERS, "clip_ends": CLIP_ENDS, "lr_decay": LR_DECAYS}
+               "sampler": SAMPLERS, "clip_ends": CLIP_ENDS,
+               "copy_blend_span": COPY_BLEND_SPANS, "lr_decay": LR_DECAYS}
     for f in dataclasses.fields(TrainConfig):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         default = (defaults or {}).get(f.name, default)

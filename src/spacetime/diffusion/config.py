@@ -10,8 +10,8 @@ from ..data.bouncing import context_ceiling, frames_to_predict
 from ..models.video_unet import PRESETS, VideoUNetConfig, check_motion_temperature
 from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
 
-__all__ = ["TrainConfig", "DATA_KINDS", "OBJECT_SIZES", "MEASURED", "CLIP_ENDS", "LR_DECAYS", "DEMO_CONFIG",
-           "DEMO_PRESETS"]
+__all__ = ["TrainConfig", "DATA_KINDS", "OBJECT_SIZES", "MEASURED", "CLIP_ENDS", "COPY_BLEND_SPANS", "LR_DECAYS",
+           "DEMO_CONFIG", "DEMO_PRESETS"]
 
 DATA_KINDS = ("disks", "digits", "mnist", "folder", "camera")
 #: a ``model_overrides`` value measured from the training data when a run starts, and the fields that take it (with the
@@ -21,6 +21,9 @@ MEASURED_FIELDS = {"motion_head": 1, "motion_fill": 0.0}
 #: the generated data of bouncing objects, and the size of their objects when digit_size is None
 OBJECT_SIZES = {"disks": 12, "digits": 16}
 CLIP_ENDS = ("uniform", "first")
+#: how far a copy blend reaches from the copy: the frame's share uniform in [0, 1], near the copy (within half a
+#: pixel at the motion head's reach), or near it only in the clips that end at frame 1 (objective.copy_blend_max)
+COPY_BLEND_SPANS = ("whole", "near", "near-first")
 LR_DECAYS = ("steps", "time")
 
 
@@ -59,6 +62,8 @@ class TrainConfig(Config):
     clip_ends: str = "uniform"  # where next-frame training clips end: evenly, or "first" (frame 1 3/8 of the time)
     # next-frame, prediction "sample": this fraction of clips noise a blend of the frame and a copy of the one before
     copy_blend: float = 0.0
+    # the frame's share in a copy blend: any ("whole"), near the copy ("near"), near it in clips ending at frame 1
+    copy_blend_span: str = "whole"
     # motion-head next-frame models: this further fraction blends the frame (the larger part) with the frame before
     # moved by a random shift of the head's (objective.blend_last_frame)
     move_blend: float = 0.0
@@ -91,6 +96,7 @@ class TrainConfig(Config):
         one_of("prediction", self.prediction, PREDICTIONS)
         one_of("sampler", self.sampler, SAMPLERS)
         one_of("clip_ends", self.clip_ends, CLIP_ENDS)
+        one_of("copy_blend_span", self.copy_blend_span, COPY_BLEND_SPANS)
         one_of("lr_decay", self.lr_decay, LR_DECAYS)
         for name in ("frames", "size", "steps", "batch_size", "timesteps", "log_every", "checkpoint_every",
                      "sample_steps", "num_samples", "channels"):
@@ -196,6 +202,10 @@ class TrainConfig(Config):
             raise ValueError(f"copy_blend={self.copy_blend} blends a next frame with the one before it: it needs "
                              f"context_frames >= 1 and prediction='sample'; got context_frames={self.context_frames}, "
                              f"prediction={self.prediction!r}")
+        if self.copy_blend and self.copy_blend_span != "whole" and not unet.motion_head:
+            raise ValueError(f"copy_blend_span={self.copy_blend_span!r} keeps copy blends within half a pixel of the "
+                             "copy at a motion head's reach: set model_overrides motion_head >= 1 (or 'data'), or "
+                             "copy_blend_span='whole'")
         if self.move_blend and (not self.context_frames or not unet.motion_head):
             raise ValueError(f"move_blend={self.move_blend} blends a next frame with moved copies of the one before "
                              f"it: it needs context_frames >= 1 and model_overrides motion_head >= 1; got "

@@ -17,10 +17,11 @@ from ..checks import int_at_least, one_of
 from ..models.video_unet import VideoUNetConfig
 from ..ops.motion import shift_offsets, shifted_copies
 from ..parallel.batch import BatchSplit
-from .config import CLIP_ENDS, TrainConfig
+from .config import CLIP_ENDS, COPY_BLEND_SPANS, TrainConfig
 from .schedules import predicted_x0
 
-__all__ = ["clip_end_weights", "next_frame_clips", "blend_last_frame", "given_prefix", "diffusion_loss"]
+__all__ = ["clip_end_weights", "next_frame_clips", "blend_last_frame", "copy_blend_max", "given_prefix",
+           "diffusion_loss"]
 
 
 def clip_end_weights(frames: int, kind: str = "uniform") -> Tensor:
@@ -34,21 +35,22 @@ def clip_end_weights(frames: int, kind: str = "uniform") -> Tensor:
 
 
 def next_frame_clips(x0: Tensor, context: int, generator: torch.Generator | None = None,
-                     ends: str = "uniform") -> Tensor:
+                     ends: str = "uniform", *, with_ends: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """``(B, C, T, H, W)`` videos -> ``(B, C, context + 1, H, W)`` clips: per video a frame ``j`` drawn
     with ``clip_end_weights(T, ends)`` and the ``context`` frames before it; frames before the first are
-    black (-1)."""
+    black (-1). ``with_ends``: also the ``(B,)`` frames ``j`` the clips end at."""
     b, c, frames, h, w = x0.shape
-    ends = torch.multinomial(clip_end_weights(frames, ends), b, replacement=True, generator=generator).tolist()
+    ends = torch.multinomial(clip_end_weights(frames, ends), b, replacement=True, generator=generator)
     padded = torch.cat([x0.new_full((b, c, context, h, w), -1.0), x0], dim=2)  # frame j sits at j + context
-    return torch.stack([padded[i, :, j:j + context + 1] for i, j in enumerate(ends)])
+    clips = torch.stack([padded[i, :, j:j + context + 1] for i, j in enumerate(ends.tolist())])
+    return (clips, ends) if with_ends else clips
 
 
 def blend_last_frame(clips: Tensor, copy: float, generator: torch.Generator | None = None, *, moved: float = 0.0,
-                     radius: int = 0, fill: float | None = None) -> Tensor:
+                     radius: int = 0, fill: float | None = None, copy_max: float | Tensor = 1.0) -> Tensor:
     """What a next-frame model's noisy frame is made from: ``clips`` ``(B, C, K + 1, H, W)`` with, in a
     fraction ``copy`` of them, the last frame blended ``lam * frame + (1 - lam) * frame before`` (``lam``
-    uniform in [0, 1]); the target stays the true frame (``TrainConfig.copy_blend``).
+    uniform in [0, ``copy_max``]); the target stays the true frame (``TrainConfig.copy_blend``).
 
     A sampler whose estimate of a frame is still the average of the ways it could move carries that
     average, centred on the frame before, into its noisy frame; a denoiser that never saw such a
@@ -61,9 +63,18 @@ def blend_last_frame(clips: Tensor, copy: float, generator: torch.Generator | No
     [1/2, 1]: the frame stays the larger part. Half-way through choosing a move, a sampler holds such a
     mix of moves; these clips teach the denoiser to follow the stronger one rather than settle between
     them.
+
+    ``copy_max`` below 1 keeps the copy blends near the copy. A blend of the frame before with a frame moved by
+    ``v`` at ``lam`` looks much like the frame moved by ``lam * v``: at ``lam = 1/2`` a 2-px move passes for a real
+    1-px one. With ``copy_max = 1 / (2 * reach)`` (``TrainConfig.copy_blend_span = "near"``) no blend is nearer a
+    move than the copy; a ``(B,)`` tensor sets it per clip. (Tried against the demo's missing slow first moves,
+    docs/generality.md: near blends in every clip bring some back and cost plausibility.)
     """
     b = clips.shape[0]
-    lam = torch.rand(b, generator=generator)
+    copy_max = torch.as_tensor(copy_max, dtype=torch.float32).cpu()
+    if copy_max.shape not in ((), (b,)) or not bool(((copy_max > 0) & (copy_max <= 1)).all()):
+        raise ValueError(f"copy_max must be a number in (0, 1], or a ({b},) tensor of them; got {copy_max.tolist()}")
+    lam = torch.rand(b, generator=generator) * copy_max
     pick = torch.rand(b, generator=generator)
     lam = torch.where(pick < copy, lam, torch.ones(b))
     before = clips[:, :, -2]
@@ -80,6 +91,24 @@ def blend_last_frame(clips: Tensor, copy: float, generator: torch.Generator | No
     lam = lam.to(clips).reshape(b, 1, 1, 1)
     last = lam * clips[:, :, -1] + (1 - lam) * before
     return torch.cat([clips[:, :, :-1], last[:, :, None]], dim=2)
+
+
+def copy_blend_max(span: str, reach: int, ends: Tensor | None = None) -> float | Tensor:
+    """The largest share of the frame in a copy blend (:func:`blend_last_frame`'s ``copy_max``): 1 for ``"whole"``;
+    for ``"near"``, ``1 / (2 * reach)``, so a blend of a move of up to ``reach`` pixels per axis stays within half a
+    pixel of the copy, nearer it than any whole-pixel move. ``"near-first"``: near for the clips that end at frame 1
+    (``ends``, from :func:`next_frame_clips`), where the move is chosen (the context holds one frame: no motion yet),
+    whole for the rest, whose context shows the move to continue."""
+    one_of("copy_blend_span", span, COPY_BLEND_SPANS)
+    if span == "whole":
+        return 1.0
+    int_at_least("reach", reach, 1, note=" (a motion head's: copy_blend_span='near' is measured in its reach)")
+    near = 1.0 / (2 * reach)
+    if span == "near":
+        return near
+    if ends is None:
+        raise ValueError("copy_blend_span='near-first' needs the frames the clips end at (ends)")
+    return torch.where(torch.as_tensor(ends) == 1, near, 1.0)
 
 
 def given_prefix(x0: Tensor, xt: Tensor, cut: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -108,14 +137,16 @@ def diffusion_loss(net: nn.Module, noise_sched, cfg: TrainConfig, unet: VideoUNe
     (sequence-parallel) sees this process's clips and frames, and the loss is this process's share of the batch's
     (its squared errors over the count of its clips' terms, all frames).
     """
+    ends = None
     if cfg.context_frames:  # next-frame model: clips of context_frames frames and the one after
-        x0 = next_frame_clips(x0, cfg.context_frames, generator, cfg.clip_ends)
+        x0, ends = next_frame_clips(x0, cfg.context_frames, generator, cfg.clip_ends, with_ends=True)
     noise = torch.randn(x0.shape, generator=generator)
     t = torch.randint(0, cfg.timesteps, (x0.shape[0],), generator=generator)
     x0, noise, t = x0.to(device), noise.to(device), t.to(device)
     extra = {} if cameras is None else {"cameras": cameras}
     blended = x0 if not (cfg.copy_blend or cfg.move_blend) else blend_last_frame(
-        x0, cfg.copy_blend, generator, moved=cfg.move_blend, radius=unet.motion_head, fill=unet.motion_fill)
+        x0, cfg.copy_blend, generator, moved=cfg.move_blend, radius=unet.motion_head, fill=unet.motion_fill,
+        copy_max=copy_blend_max(cfg.copy_blend_span, unet.motion_head, ends))
     xt = noise_sched.add_noise(blended, noise, t)
     if cfg.prediction == "v_prediction":
         target = noise_sched.get_velocity(x0, noise, t)
