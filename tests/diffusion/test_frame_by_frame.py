@@ -247,6 +247,26 @@ def test_next_frame_sampler_feeds_the_context_frames_before_each_new_frame():
             assert torch.equal(((x[:, :, :2] + 1) / 2).clamp(0, 1), made[:, :, frame:frame + 2])
 
 
+def test_lead_in_fills_the_context_before_the_start_in_training_clips_and_in_the_sampler():
+    videos = torch.rand(6, 1, 4, 2, 2)
+    clips, ends = next_frame_clips(videos, 2, torch.Generator().manual_seed(0), with_ends=True, lead_in=0.25)
+    same = next_frame_clips(videos, 2, torch.Generator().manual_seed(0))  # black lead-in, the same draws
+    for clip, black, j in zip(clips, same, ends.tolist()):
+        lead = max(2 - j, 0)  # context frames from before the start
+        assert clip[:, :lead].eq(0.25).all() and black[:, :lead].eq(-1).all()
+        assert torch.equal(clip[:, lead:], black[:, lead:])
+    model = _Recorder()
+    sample_videos(model, (1, 3, 2, 2), 2, sampler="ddim", steps=2, timesteps=100, context=2, lead_in=0.25,
+                  progress=False)
+    first, second = model.calls[0][0], model.calls[2][0]  # the first call of frames 0 and 1
+    assert first[:, :, :2].eq(0.25).all() and second[:, :, 0].eq(0.25).all()
+    with pytest.raises(ValueError, match=r"lead_in must be a number in \[-1, 1\] \(a pixel value\); got 2"):
+        TrainConfig(model="tiny", context_frames=2, lead_in=2)
+    with pytest.raises(ValueError, match="lead_in=0.0 fills the context before a video's start: it needs "
+                                         "context_frames >= 1"):
+        TrainConfig(model="tiny", lead_in=0.0)
+
+
 def test_next_frame_sampler_continues_given_frames():
     model = _Recorder()
     given = torch.rand(1, 2, 2, 2).round()  # two frames, the same for every video

@@ -64,6 +64,8 @@ _HELP = {
                       "that determine the next under the data's law",
     "clip_ends": "next-frame models: where training clips end ('uniform': any frame evenly; 'first': frame 1, "
                  "where motion is chosen, 3/8 of the time)",
+    "lead_in": "next-frame models: the value of the context frames from before a video's start (-1: black; "
+               "another value marks them apart from the data's frames)",
     "copy_blend": "next-frame models with --prediction sample: the fraction of training clips whose noisy frame is "
                   "made from a blend of the frame and a copy of the one before (the target stays the frame)",
     "copy_blend_span": "the frame's share in a copy blend: 'whole' (uniform in [0, 1]), 'near' (at most "

@@ -60,6 +60,9 @@ class TrainConfig(Config):
     # (spacetime.data.bouncing.frames_to_predict: 3 above 1 px/frame), resolved when the config is made
     context_frames: int | str = 0
     clip_ends: str = "uniform"  # where next-frame training clips end: evenly, or "first" (frame 1 3/8 of the time)
+    # next-frame models: the value of the context frames from before a video's start (-1: black, the data's
+    # background; another value marks them apart from any real frame)
+    lead_in: float = -1.0
     # next-frame, prediction "sample": this fraction of clips noise a blend of the frame and a copy of the one before
     copy_blend: float = 0.0
     # the frame's share in a copy blend: any ("whole"), near the copy ("near"), near it in clips ending at frame 1
@@ -119,6 +122,10 @@ class TrainConfig(Config):
         number_in("time_limit", self.time_limit, 0, low_open=True, none_ok=True, note=" (minutes)")
         number_in("guidance", self.guidance, 0, note=" (0: none)")
         fraction("guide_at", self.guide_at, open_ends=True, note=" of the sampled checkpoint's step")
+        number_in("lead_in", self.lead_in, -1, 1, note=" (a pixel value)")
+        if self.lead_in != -1 and not self.context_frames:
+            raise ValueError(f"lead_in={self.lead_in} fills the context before a video's start: it needs "
+                             f"context_frames >= 1 (a next-frame model)")
         fraction("copy_blend", self.copy_blend)
         fraction("move_blend", self.move_blend, 1 - self.copy_blend, high_label=f"1 - copy_blend={1 - self.copy_blend:g}")
         unet = self._unet_config(stand_ins=True)  # also validates the overrides

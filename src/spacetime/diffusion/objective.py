@@ -35,13 +35,15 @@ def clip_end_weights(frames: int, kind: str = "uniform") -> Tensor:
 
 
 def next_frame_clips(x0: Tensor, context: int, generator: torch.Generator | None = None,
-                     ends: str = "uniform", *, with_ends: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+                     ends: str = "uniform", *, with_ends: bool = False,
+                     lead_in: float = -1.0) -> Tensor | tuple[Tensor, Tensor]:
     """``(B, C, T, H, W)`` videos -> ``(B, C, context + 1, H, W)`` clips: per video a frame ``j`` drawn
-    with ``clip_end_weights(T, ends)`` and the ``context`` frames before it; frames before the first are
-    black (-1). ``with_ends``: also the ``(B,)`` frames ``j`` the clips end at."""
+    with ``clip_end_weights(T, ends)`` and the ``context`` frames before it; frames before the first hold
+    ``lead_in`` everywhere (black, -1, by default; ``TrainConfig.lead_in``). ``with_ends``: also the ``(B,)``
+    frames ``j`` the clips end at."""
     b, c, frames, h, w = x0.shape
     ends = torch.multinomial(clip_end_weights(frames, ends), b, replacement=True, generator=generator)
-    padded = torch.cat([x0.new_full((b, c, context, h, w), -1.0), x0], dim=2)  # frame j sits at j + context
+    padded = torch.cat([x0.new_full((b, c, context, h, w), float(lead_in)), x0], dim=2)  # frame j at j + context
     clips = torch.stack([padded[i, :, j:j + context + 1] for i, j in enumerate(ends.tolist())])
     return (clips, ends) if with_ends else clips
 
@@ -139,7 +141,8 @@ def diffusion_loss(net: nn.Module, noise_sched, cfg: TrainConfig, unet: VideoUNe
     """
     ends = None
     if cfg.context_frames:  # next-frame model: clips of context_frames frames and the one after
-        x0, ends = next_frame_clips(x0, cfg.context_frames, generator, cfg.clip_ends, with_ends=True)
+        x0, ends = next_frame_clips(x0, cfg.context_frames, generator, cfg.clip_ends, with_ends=True,
+                                    lead_in=cfg.lead_in)
     noise = torch.randn(x0.shape, generator=generator)
     t = torch.randint(0, cfg.timesteps, (x0.shape[0],), generator=generator)
     x0, noise, t = x0.to(device), noise.to(device), t.to(device)

@@ -37,14 +37,15 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
                   prediction: str = "v_prediction", shift: float = 1.0, seed: int = 0, batch_size: int = 32,
                   cameras: Tensor | None = None, context: int = 0, given: Tensor | None = None,
                   guide: nn.Module | None = None, guidance: float = 0.0, motion_temperature: float = 1.0,
-                  progress: bool | None = None, group=None) -> Tensor:
+                  lead_in: float = -1.0, progress: bool | None = None, group=None) -> Tensor:
     """Generate ``num_videos`` videos of ``shape = (C, T, H, W)``; returns ``(N, C, T, H, W)`` in [0, 1].
 
     The scheduler (``"ddpm"``, ``"ddim"``, ``"dpm"``) comes from diffusers and must match the
     training schedule (``timesteps``, ``schedule``, ``prediction``, ``shift``). The same ``seed`` gives the
     same videos. ``cameras`` (``(T, 6)`` for every video or ``(N, T, 6)``) conditions a camera
     model. ``context > 0`` samples a next-frame model (``TrainConfig.context_frames``): one frame at
-    a time, each from the ``context`` frames before it (black before the first), ``steps`` sampler
+    a time, each from the ``context`` frames before it (``lead_in`` before the first: the value the model
+    was trained with, ``TrainConfig.lead_in``, black by default), ``steps`` sampler
     steps per frame; ``given`` (``(k, ...)`` or ``(N, C, k, H, W)`` in [0, 1]) are then the first ``k``
     frames of every video, which it continues. ``progress=None`` shows a bar only on a terminal.
 
@@ -87,8 +88,8 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
                 noise = torch.randn((n, *shape), generator=gen) * _init_sigma(scheduler, steps)
                 out.append(_denoise(model, scheduler, steps, noise, None, None, extra, prediction, gen, bar))
             else:
-                black = torch.full((n, shape[0], context, *shape[2:]), -1.0)
-                made = torch.cat([black, first[start:start + n] * 2 - 1], dim=2)
+                lead = torch.full((n, shape[0], context, *shape[2:]), float(lead_in))
+                made = torch.cat([lead, first[start:start + n] * 2 - 1], dim=2)
                 out.append(_frame_by_frame(model, scheduler, steps, made, rounds, context, extra, prediction, gen,
                                            bar))
     return ((torch.cat(out) + 1) / 2).clamp(0, 1)
@@ -97,7 +98,7 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
 def _frame_by_frame(model, scheduler, steps: int, made: Tensor, rounds: int, context: int, extra: dict,
                     prediction: str, gen: torch.Generator, bar) -> Tensor:
     """A next-frame model's videos: ``rounds`` more frames after ``made`` ``(n, c, k, h, w)``, each denoised from
-    a clip of the ``context`` frames before it and a noisy one; returns the frames after the black lead-in."""
+    a clip of the ``context`` frames before it and a noisy one; returns the frames after the lead-in."""
     n, c = made.shape[:2]
     known = (torch.arange(context + 1) < context).expand(n, -1)
     for _ in range(rounds):  # a clip of the last `context` frames and the next one
@@ -326,7 +327,7 @@ def sample_checkpoint(checkpoint, out=None, *, num=None, sampler=None, steps=Non
                            prediction=tc.prediction, shift=tc.noise_shift, seed=seed, batch_size=batch_size,
                            cameras=cameras, context=tc.context_frames, guide=guide_model,
                            guidance=resolved["guidance"], motion_temperature=resolved["motion_temperature"],
-                           given=given, progress=progress, group=group)
+                           lead_in=tc.lead_in, given=given, progress=progress, group=group)
     resolved["seconds"] = round(time.perf_counter() - start, 2)
     resolved["given_frames"] = 0 if given is None else int(given.shape[-3])
     resolved["data"] = {"data": tc.data, "frames": tc.frames, "size": tc.size, "digit_size": tc.object_size,
