@@ -28,17 +28,7 @@ from ..data.statistics import MotionStats
 from ..io.files import atomic_write_npy, atomic_write_text
 from ..measure import matmul_rate
 from ..models.video_unet import PRESETS
-from .config import (
-    CLIP_ENDS,
-    COPY_BLEND_SPANS,
-    DATA_KINDS,
-    DEMO_CONFIG,
-    DEMO_PRESETS,
-    LR_DECAYS,
-    MEASURED,
-    OBJECT_SIZES,
-    TrainConfig,
-)
+from .config import DEMO_CONFIG, DEMO_PRESETS, FIELD_CHOICES, MEASURED, OBJECT_SIZES, TrainConfig
 from .evaluate import data_settings, evaluate_camera, evaluate_samples, format_camera_report, format_report
 from .sample import sample_checkpoint, sample_processes
 from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
@@ -111,9 +101,8 @@ def _add_config_flags(p: argparse.ArgumentParser, defaults: dict | None = None) 
     where that sets the field."""
     p.add_argument("--config", help="JSON or YAML file of config fields (flags override it)%(default).0s")
     hints = typing.get_type_hints(TrainConfig)
-    choices = {"model": sorted(PRESETS), "data": DATA_KINDS, "schedule": SCHEDULES, "prediction": PREDICTIONS,
-               "sampler": SAMPLERS, "clip_ends": CLIP_ENDS,
-               "copy_blend_span": COPY_BLEND_SPANS, "lr_decay": LR_DECAYS}
+    choices = {"model": sorted(PRESETS), "schedule": SCHEDULES, "prediction": PREDICTIONS, "sampler": SAMPLERS,
+               **FIELD_CHOICES}
     for f in dataclasses.fields(TrainConfig):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         default = (defaults or {}).get(f.name, default)

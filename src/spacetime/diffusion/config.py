@@ -11,7 +11,7 @@ from ..models.video_unet import PRESETS, VideoUNetConfig, check_motion_temperatu
 from .schedules import PREDICTIONS, SAMPLERS, SCHEDULES
 
 __all__ = ["TrainConfig", "DATA_KINDS", "OBJECT_SIZES", "MEASURED", "CLIP_ENDS", "COPY_BLEND_SPANS", "LR_DECAYS",
-           "DEMO_CONFIG", "DEMO_PRESETS"]
+           "FIELD_CHOICES", "DEMO_CONFIG", "DEMO_PRESETS"]
 
 DATA_KINDS = ("disks", "digits", "mnist", "folder", "camera")
 #: a ``model_overrides`` value measured from the training data when a run starts, and the fields that take it (with the
@@ -25,6 +25,8 @@ CLIP_ENDS = ("uniform", "first")
 #: pixel at the motion head's reach), or near it only in the clips that end at frame 1 (objective.copy_blend_max)
 COPY_BLEND_SPANS = ("whole", "near", "near-first")
 LR_DECAYS = ("steps", "time")
+#: the fields of this module's own word lists, each with its words (the command line's choices)
+FIELD_CHOICES = {"data": DATA_KINDS, "clip_ends": CLIP_ENDS, "copy_blend_span": COPY_BLEND_SPANS, "lr_decay": LR_DECAYS}
 
 
 @dataclass

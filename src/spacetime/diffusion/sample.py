@@ -42,12 +42,11 @@ def sample_videos(model: nn.Module, shape: tuple[int, int, int, int], num_videos
 
     The scheduler (``"ddpm"``, ``"ddim"``, ``"dpm"``) comes from diffusers and must match the
     training schedule (``timesteps``, ``schedule``, ``prediction``, ``shift``). The same ``seed`` gives the
-    same videos. ``cameras`` (``(T, 6)`` for every video or ``(N, T, 6)``) conditions a camera
-    model. ``context > 0`` samples a next-frame model (``TrainConfig.context_frames``): one frame at
-    a time, each from the ``context`` frames before it (``lead_in`` before the first: the value the model
-    was trained with, ``TrainConfig.lead_in``, black by default), ``steps`` sampler
-    steps per frame; ``given`` (``(k, ...)`` or ``(N, C, k, H, W)`` in [0, 1]) are then the first ``k``
-    frames of every video, which it continues. ``progress=None`` shows a bar only on a terminal.
+    same videos. ``cameras`` (``(T, 6)`` for every video or ``(N, T, 6)``) conditions a camera model. ``context > 0``
+    samples a next-frame model (``TrainConfig.context_frames``): one frame at a time, each from the ``context``
+    frames before it (``lead_in`` before the first, as in training), ``steps`` sampler steps per frame; ``given``
+    (``(k, ...)`` or ``(N, C, k, H, W)`` in [0, 1]) are then the first ``k`` frames of every video, which it
+    continues. ``progress=None`` shows a bar only on a terminal.
 
     ``guide`` and ``guidance`` (autoguidance, Karras et al. 2024): a weaker version of the same model
     (an earlier checkpoint of its run) whose errors the sampler steers away from; every step uses
