@@ -71,11 +71,12 @@ def move_grid(folder: Path) -> list[str]:
 
     report = json.loads((folder / "eval.json").read_text())
     moves = [np.asarray(v["velocities"]).reshape(-1, 2) for v in report["verdicts"] if v.get("velocities")]
-    choices = speeds(int(report.get("max_speed", 2)))
-    cells = velocity_cells(np.concatenate(moves) if moves else np.zeros((0, 2)), int(report.get("max_speed", 2)))
+    top = int(report.get("max_speed", 2))
+    choices = speeds(top)
+    cells = velocity_cells(np.concatenate(moves) if moves else np.zeros((0, 2)), top)
     counts = np.bincount(cells, minlength=len(choices) ** 2 + 1)
     grid = counts[: len(choices) ** 2].reshape(len(choices), len(choices))
-    fast = np.abs(np.asarray(choices)) == max(choices)
+    fast = np.abs(np.asarray(choices)) == top
     shares = [grid[np.ix_(~fast, ~fast) if slow else np.ix_(fast, fast)].sum() / max(len(cells), 1) for slow in (1, 0)]
     title = (f"{folder}: first moves of {len(cells)} objects ({counts[-1]} outside the data's speeds); below the "
              f"top speed on both axes {shares[0]:.1%}, at it on both {shares[1]:.1%} (the data: "
